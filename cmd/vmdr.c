@@ -130,7 +130,8 @@ run_tool (const char *dir, const char *name, char **argv)
   char path[PATH_MAX], argv0[MAX_TOOL_NAME + 8];
   int r;
 
-  if (!valid_command (name) || (r = tool_path (dir, name, path, sizeof path)) == -ENOENT) {
+  r = valid_command (name) ? tool_path (dir, name, path, sizeof path) : -ENOENT;
+  if (r == -ENOENT || r == -EACCES) {     /* absent, or not a program */
     cli_error ("'%s' is not a vmdr command; see 'vmdr help'", name);
     return VMDR_EXIT_USAGE;
   }
