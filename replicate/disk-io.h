@@ -1,0 +1,84 @@
+/* Moving a disk's bytes into and out of a repository, in parallel.
+ *
+ * vmdr_disk_write reads chunks from a source (a file, an NBD export, ...),
+ * skips all-zero chunks, hashes each chunk once, stores the new ones, and
+ * builds the disk's index tree on top of a parent tree (an incremental) or
+ * none (a full).  vmdr_disk_restore writes a tree back out sparsely,
+ * verifying every chunk against its digest.
+ */
+#ifndef VMDR_DISK_IO_H
+#define VMDR_DISK_IO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "disk-index.h"
+#include "repo.h"
+
+#define VMDR_MAX_THREADS 64
+
+struct vmdr_chunk_range {
+  uint64_t first, count;        /* chunks [first, first + count) */
+};
+
+struct vmdr_disk_source {
+  uint64_t virtual_size;
+  /* Read LEN bytes at OFF into BUF for worker WORKER (0 .. threads-1), so a
+   * source can keep one connection per worker.  0 or -errno. */
+  int (*read) (void *opaque, unsigned worker, void *buf, size_t len, uint64_t off);
+  void *opaque;
+  /* The chunks to read, sorted and disjoint; the others are zero (no parent)
+   * or the parent's.  ALL: read every chunk (ranges ignored). */
+  const struct vmdr_chunk_range *ranges;
+  size_t nranges;
+  bool all;
+};
+
+struct vmdr_disk_write_stats {
+  uint64_t chunks_read, bytes_read;
+  uint64_t chunks_zero;         /* read, found all zero, not stored */
+  uint64_t chunks_new, bytes_new;   /* stored: blobs' bytes incl. headers */
+};
+
+/* Progress, called from worker threads under a lock, at most once per chunk:
+ * bytes read so far.  May be NULL. */
+typedef void (*vmdr_progress_fn) (void *opaque, uint64_t bytes_done);
+
+/* Write SRC into REPO with THREADS workers (1 .. VMDR_MAX_THREADS), chunk size
+ * and fanout from the repository config, on top of PARENT (may be NULL).
+ * *out is the new tree (its nodes are put; flush before a manifest).
+ * 0, or the first error of a source read, the repository or the tree. */
+int vmdr_disk_write (struct vmdr_repo *repo, const struct vmdr_disk_source *src,
+                     const struct vmdr_disk_tree *parent, unsigned threads,
+                     vmdr_progress_fn progress, void *popaque,
+                     struct vmdr_disk_tree *out, struct vmdr_disk_write_stats *st);
+
+/* Source helpers for a raw image file: reads with pread, and the chunk
+ * ranges holding data (SEEK_DATA/SEEK_HOLE; holes are never read).
+ * *ranges is malloc'd.  0 or -errno. */
+int vmdr_file_source_read (void *opaque /* int *fd */, unsigned worker,
+                           void *buf, size_t len, uint64_t off);
+int vmdr_file_data_ranges (int fd, uint64_t size, uint32_t chunk_size,
+                           struct vmdr_chunk_range **ranges, size_t *n);
+
+struct vmdr_restore_error {
+  uint64_t offset;              /* byte offset in the disk of the bad chunk */
+  struct vmdr_digest digest;
+};
+
+struct vmdr_disk_read_stats {
+  uint64_t chunks, bytes;       /* non-zero chunks read, verified, written */
+};
+
+/* Write TREE to FD (a regular file or block device, already the right size
+ * or growable) with THREADS workers: zero chunks are left as holes (the
+ * caller provides a sparse or zeroed target), every other chunk is read,
+ * verified against its digest and written at its offset.  On a damaged or
+ * missing chunk returns -EBADMSG, -EILSEQ or -ENOENT and fills *err (may be
+ * NULL) with where. */
+int vmdr_disk_restore (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
+                       int fd, unsigned threads, vmdr_progress_fn progress,
+                       void *popaque, struct vmdr_disk_read_stats *st,
+                       struct vmdr_restore_error *err);
+
+#endif

@@ -1,0 +1,326 @@
+/* The local-directory backend: one file per object under the root, written
+ * to tmp/ and renamed into place, so that a put is atomic. */
+#include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "cleanup.h"
+
+struct local {
+  struct vmdr_backend base;     /* first: the ops see a struct vmdr_backend */
+  int dirfd;                    /* the root, for *at() calls */
+  char *root;
+};
+
+static struct local *
+to_local (struct vmdr_backend *b)
+{
+  return (struct local *) b;
+}
+
+static int
+local_open (const char *location, struct vmdr_backend **out)
+{
+  struct local *l;
+  struct stat st;
+  int fd;
+
+  if (*location == '\0')
+    return -EINVAL;
+  fd = open (location, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  if (fstat (fd, &st) < 0 || !S_ISDIR (st.st_mode)) {
+    close (fd);
+    return -ENOTDIR;
+  }
+  l = calloc (1, sizeof *l);
+  if (l == NULL || (l->root = strdup (location)) == NULL) {
+    free (l);
+    close (fd);
+    return -ENOMEM;
+  }
+  l->base.ops = &vmdr_backend_local;
+  l->dirfd = fd;
+  *out = &l->base;
+  return 0;
+}
+
+static void
+local_close (struct vmdr_backend *b)
+{
+  struct local *l = to_local (b);
+
+  if (l == NULL)
+    return;
+  close (l->dirfd);
+  free (l->root);
+  free (l);
+}
+
+/* mkdir -p of the directories leading to KEY, relative to the root. */
+static int
+make_parents (int dirfd, const char *key)
+{
+  char path[VMDR_KEY_MAX + 1];
+  char *slash;
+
+  snprintf (path, sizeof path, "%s", key);
+  for (slash = strchr (path, '/'); slash; slash = strchr (slash + 1, '/')) {
+    *slash = '\0';
+    if (mkdirat (dirfd, path, 0755) < 0 && errno != EEXIST)
+      return -errno;
+    *slash = '/';
+  }
+  return 0;
+}
+
+static int
+fsync_parent (int dirfd, const char *key)
+{
+  char path[VMDR_KEY_MAX + 1];
+  char *slash;
+  int fd, r = 0;
+
+  snprintf (path, sizeof path, "%s", key);
+  slash = strrchr (path, '/');
+  if (slash)
+    *slash = '\0';
+  fd = openat (dirfd, slash ? path : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  if (fsync (fd) < 0)
+    r = -errno;
+  close (fd);
+  return r;
+}
+
+static int
+write_all (int fd, const void *data, size_t len)
+{
+  const char *p = data;
+
+  while (len > 0) {
+    ssize_t n = write (fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    p += n;
+    len -= (size_t) n;
+  }
+  return 0;
+}
+
+/* Write a temporary file under tmp/ and return its name in TMP. */
+static int
+write_temp (struct local *l, const void *data, size_t len, char *tmp,
+            size_t tmpsize)
+{
+  _cleanup_close_ int fd = -1;
+  int r;
+
+  if (mkdirat (l->dirfd, "tmp", 0755) < 0 && errno != EEXIST)
+    return -errno;
+  snprintf (tmp, tmpsize, "tmp/put.XXXXXX");
+  /* mkstemp needs a path it can open: go through /proc/self/fd. */
+  {
+    char full[PATH_MAX];
+    int n = snprintf (full, sizeof full, "%s/%s", l->root, tmp);
+    if (n < 0 || (size_t) n >= sizeof full)
+      return -ENAMETOOLONG;
+    fd = mkostemp (full, O_CLOEXEC);
+    if (fd < 0)
+      return -errno;
+    snprintf (tmp, tmpsize, "%s", full + strlen (l->root) + 1);
+  }
+  r = write_all (fd, data, len);
+  if (r == 0 && fsync (fd) < 0)
+    r = -errno;
+  if (r < 0)
+    unlinkat (l->dirfd, tmp, 0);
+  return r;
+}
+
+static int
+local_put (struct vmdr_backend *b, const char *key, const void *data,
+           size_t len, unsigned flags)
+{
+  struct local *l = to_local (b);
+  char tmp[64];
+  int r;
+
+  if (!vmdr_key_valid (key))
+    return -EINVAL;
+  r = make_parents (l->dirfd, key);
+  if (r < 0)
+    return r;
+  r = write_temp (l, data, len, tmp, sizeof tmp);
+  if (r < 0)
+    return r;
+  /* link() fails if the name exists: that is the exclusive create. */
+  if (flags & VMDR_PUT_EXCLUSIVE)
+    r = linkat (l->dirfd, tmp, l->dirfd, key, 0) < 0 ? -errno : 0;
+  else
+    r = renameat (l->dirfd, tmp, l->dirfd, key) < 0 ? -errno : 0;
+  if (r < 0 || (flags & VMDR_PUT_EXCLUSIVE))
+    unlinkat (l->dirfd, tmp, 0);
+  if (r < 0)
+    return r;
+  return fsync_parent (l->dirfd, key);
+}
+
+static int
+local_get (struct vmdr_backend *b, const char *key, uint64_t offset,
+           size_t len, size_t max, void **data, size_t *len_out)
+{
+  struct local *l = to_local (b);
+  _cleanup_close_ int fd = -1;
+  _cleanup_free_ char *buf = NULL;
+  struct stat st;
+  size_t got = 0;
+
+  if (!vmdr_key_valid (key))
+    return -EINVAL;
+  fd = openat (l->dirfd, key, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return -errno;
+  if (fstat (fd, &st) < 0)
+    return -errno;
+  if (!S_ISREG (st.st_mode))
+    return -EINVAL;
+  if (offset > (uint64_t) st.st_size ||
+      (len > 0 && len > (uint64_t) st.st_size - offset))
+    return -ERANGE;
+  if (len == 0)
+    len = (size_t) ((uint64_t) st.st_size - offset);
+  if (len > max)
+    return -EFBIG;
+  buf = malloc (len + 1);
+  if (buf == NULL)
+    return -ENOMEM;
+  while (got < len) {
+    ssize_t n = pread (fd, buf + got, len - got, (off_t) (offset + got));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -errno;
+    if (n == 0)
+      return -ERANGE;           /* truncated under us */
+    got += (size_t) n;
+  }
+  buf[len] = '\0';
+  *data = STEAL_PTR (buf);
+  *len_out = len;
+  return 0;
+}
+
+static int
+local_stat (struct vmdr_backend *b, const char *key,
+            struct vmdr_object_info *info)
+{
+  struct local *l = to_local (b);
+  struct stat st;
+
+  if (!vmdr_key_valid (key))
+    return -EINVAL;
+  if (fstatat (l->dirfd, key, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    return -errno;
+  if (!S_ISREG (st.st_mode))
+    return -ENOENT;
+  info->size = (uint64_t) st.st_size;
+  info->mtime = st.st_mtime;
+  return 0;
+}
+
+/* Depth-first walk of directory DIR (relative to the root). */
+static int
+walk (struct local *l, char *dir, size_t dirlen, const char *prefix,
+      vmdr_list_fn fn, void *opaque, int depth)
+{
+  DIR *d;
+  struct dirent *e;
+  int fd, r = 0;
+
+  if (depth > 16)               /* keys are at most a few levels deep */
+    return 0;
+  fd = openat (l->dirfd, dirlen ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? 0 : -errno;
+  d = fdopendir (fd);
+  if (d == NULL) {
+    close (fd);
+    return -errno;
+  }
+  while (r == 0 && (e = readdir (d)) != NULL) {
+    size_t n = strlen (e->d_name), len, plen = strlen (prefix);
+    struct vmdr_object_info info;
+    struct stat st;
+
+    /* Dot files are not objects; tmp/ holds unfinished puts. */
+    if (e->d_name[0] == '.' || dirlen + n + 2 > VMDR_KEY_MAX ||
+        (dirlen == 0 && strcmp (e->d_name, "tmp") == 0))
+      continue;
+    len = dirlen + n + (dirlen ? 1 : 0);
+    snprintf (dir + dirlen, VMDR_KEY_MAX + 1 - dirlen, "%s%s",
+              dirlen ? "/" : "", e->d_name);
+    /* Prune subtrees that cannot match the prefix. */
+    if (strncmp (dir, prefix, len < plen ? len : plen) == 0) {
+      if (fstatat (l->dirfd, dir, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        r = errno == ENOENT ? 0 : -errno;
+      else if (S_ISDIR (st.st_mode))
+        r = walk (l, dir, len, prefix, fn, opaque, depth + 1);
+      else if (S_ISREG (st.st_mode) && len >= plen) {
+        info.size = (uint64_t) st.st_size;
+        info.mtime = st.st_mtime;
+        r = fn (opaque, dir, &info);
+      }
+    }
+    dir[dirlen] = '\0';
+  }
+  closedir (d);
+  return r;
+}
+
+static int
+local_list (struct vmdr_backend *b, const char *prefix, vmdr_list_fn fn,
+            void *opaque)
+{
+  char dir[VMDR_KEY_MAX + 1] = "";
+
+  return walk (to_local (b), dir, 0, prefix, fn, opaque, 0);
+}
+
+static int
+local_del (struct vmdr_backend *b, const char *key)
+{
+  struct local *l = to_local (b);
+
+  if (!vmdr_key_valid (key))
+    return -EINVAL;
+  if (unlinkat (l->dirfd, key, 0) < 0 && errno != ENOENT)
+    return -errno;
+  return 0;
+}
+
+const struct vmdr_backend_ops vmdr_backend_local = {
+  .name = "file",
+  .atomic_put = true,
+  .open = local_open,
+  .close = local_close,
+  .put = local_put,
+  .get = local_get,
+  .stat = local_stat,
+  .list = local_list,
+  .del = local_del,
+};

@@ -1,0 +1,450 @@
+/* Repository access: config, chunk index, chunk puts into packs, chunk gets. */
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "pack.h"
+#include "repo.h"
+
+#define PENDING UINT32_MAX      /* chunk in the pack being written */
+
+/* One chunk-index slot.  digest all zero = empty slot (the zero digest is
+ * never stored: all-zero chunks are not chunks). */
+struct slot {
+  struct vmdr_digest d;
+  uint32_t pack;                /* index into repo->packs, or PENDING */
+  uint32_t offset;
+  uint32_t stored_len;
+  uint32_t raw_len;
+};
+
+struct vmdr_repo {
+  struct vmdr_backend *b;
+  struct vmdr_repo_config cfg;
+
+  pthread_mutex_t lock;         /* everything below */
+  struct slot *slots;
+  size_t nslots, used;          /* nslots a power of two */
+  struct vmdr_digest *packs;
+  size_t npacks, packs_cap;
+  struct vmdr_pack_writer *w;
+  /* A failed pack write loses the pending chunks the index still lists:
+   * from then on every put and flush fails with this error. */
+  int failed;
+};
+
+static const struct vmdr_digest zero_digest;
+
+static bool
+is_zero (const struct vmdr_digest *d)
+{
+  return memcmp (d, &zero_digest, sizeof *d) == 0;
+}
+
+static size_t
+slot_hash (const struct vmdr_digest *d)
+{
+  uint64_t h;
+
+  memcpy (&h, d->b, sizeof h);  /* digests are uniform already */
+  return (size_t) h;
+}
+
+static struct slot *
+find_slot (struct slot *slots, size_t nslots, const struct vmdr_digest *d)
+{
+  size_t i = slot_hash (d) & (nslots - 1);
+
+  for (;; i = (i + 1) & (nslots - 1))
+    if (is_zero (&slots[i].d) || memcmp (&slots[i].d, d, sizeof *d) == 0)
+      return &slots[i];
+}
+
+static int
+grow_table (struct vmdr_repo *r)
+{
+  size_t n = r->nslots ? 2 * r->nslots : 1u << 14;
+  struct slot *s = calloc (n, sizeof *s);
+
+  if (s == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < r->nslots; i++)
+    if (!is_zero (&r->slots[i].d))
+      *find_slot (s, n, &r->slots[i].d) = r->slots[i];
+  free (r->slots);
+  r->slots = s;
+  r->nslots = n;
+  return 0;
+}
+
+static struct slot *
+lookup (struct vmdr_repo *r, const struct vmdr_digest *d)
+{
+  struct slot *s;
+
+  if (r->nslots == 0)
+    return NULL;
+  s = find_slot (r->slots, r->nslots, d);
+  return is_zero (&s->d) ? NULL : s;
+}
+
+/* Insert or overwrite; keeps the load factor under 3/4. */
+static int
+insert (struct vmdr_repo *r, const struct slot *v)
+{
+  struct slot *s;
+  int ret;
+
+  if (4 * (r->used + 1) > 3 * r->nslots && (ret = grow_table (r)) < 0)
+    return ret;
+  s = find_slot (r->slots, r->nslots, &v->d);
+  if (is_zero (&s->d))
+    r->used++;
+  *s = *v;
+  return 0;
+}
+
+static int
+add_pack (struct vmdr_repo *r, const struct vmdr_digest *id, uint32_t *no)
+{
+  if (r->npacks == r->packs_cap) {
+    size_t cap = r->packs_cap ? 2 * r->packs_cap : 64;
+    void *p = reallocarray (r->packs, cap, sizeof *r->packs);
+    if (p == NULL)
+      return -ENOMEM;
+    r->packs = p;
+    r->packs_cap = cap;
+  }
+  if (r->npacks >= PENDING)
+    return -EFBIG;
+  r->packs[r->npacks] = *id;
+  *no = (uint32_t) r->npacks++;
+  return 0;
+}
+
+/* Index a pack's entries.  With REPLACE, entries override what is there
+ * (pending chunks becoming stored); without, first copy wins. */
+static int
+index_entries (struct vmdr_repo *r, uint32_t pack,
+               const struct vmdr_pack_entry *e, size_t n, bool replace)
+{
+  for (size_t i = 0; i < n; i++) {
+    struct slot v = { .d = e[i].digest, .pack = pack, .offset = e[i].offset,
+                      .stored_len = e[i].stored_len, .raw_len = e[i].raw_len };
+    int ret;
+    if (is_zero (&v.d) || (!replace && lookup (r, &v.d)))
+      continue;
+    if ((ret = insert (r, &v)) < 0)
+      return ret;
+  }
+  return 0;
+}
+
+/* ---- opening ------------------------------------------------------------ */
+
+static int
+read_config (struct vmdr_backend *b, struct vmdr_repo_config *cfg)
+{
+  _cleanup_free_ void *data = NULL;
+  size_t len;
+  int ret;
+
+  ret = b->ops->get (b, "config", 0, 0, VMDR_CONFIG_MAX, &data, &len);
+  if (ret == -ENOENT)
+    return -ENOTRECOVERABLE;
+  if (ret == -EFBIG)
+    return -EBADMSG;
+  if (ret < 0)
+    return ret;
+  return vmdr_repo_config_parse (data, len, cfg);
+}
+
+int
+vmdr_repo_init (const char *address, const struct vmdr_repo_config *cfg)
+{
+  struct vmdr_backend *b;
+  _cleanup_free_ char *json = NULL;
+  int ret;
+
+  if ((ret = vmdr_repo_config_check (cfg)) < 0)
+    return ret;
+  if ((ret = vmdr_repo_config_format (cfg, &json)) < 0)
+    return ret;
+  if ((ret = vmdr_backend_open (address, &b)) < 0)
+    return ret;
+  ret = b->ops->put (b, "config", json, strlen (json), VMDR_PUT_EXCLUSIVE);
+  vmdr_backend_close (b);
+  return ret;
+}
+
+int
+vmdr_repo_open (const char *address, struct vmdr_repo **out)
+{
+  struct vmdr_repo *r = calloc (1, sizeof *r);
+  int ret;
+
+  if (r == NULL)
+    return -ENOMEM;
+  pthread_mutex_init (&r->lock, NULL);
+  if ((ret = vmdr_backend_open (address, &r->b)) < 0 ||
+      (ret = read_config (r->b, &r->cfg)) < 0 ||
+      (ret = vmdr_pack_writer_new (r->cfg.pack_size, &r->w)) < 0) {
+    vmdr_repo_close (r);
+    return ret;
+  }
+  *out = r;
+  return 0;
+}
+
+void
+vmdr_repo_close (struct vmdr_repo *r)
+{
+  if (r == NULL)
+    return;
+  vmdr_pack_writer_free (r->w);
+  vmdr_backend_close (r->b);
+  free (r->slots);
+  free (r->packs);
+  pthread_mutex_destroy (&r->lock);
+  free (r);
+}
+
+const struct vmdr_repo_config *vmdr_repo_config (const struct vmdr_repo *r) { return &r->cfg; }
+struct vmdr_backend *vmdr_repo_backend (struct vmdr_repo *r) { return r->b; }
+
+size_t
+vmdr_repo_chunk_count (struct vmdr_repo *r)
+{
+  size_t n;
+
+  pthread_mutex_lock (&r->lock);
+  n = r->used;
+  pthread_mutex_unlock (&r->lock);
+  return n;
+}
+
+struct load {
+  struct vmdr_repo *r;
+  size_t damaged;
+};
+
+static int
+load_one (void *opaque, const char *key, const struct vmdr_object_info *info)
+{
+  struct load *l = opaque;
+  struct vmdr_repo *r = l->r;
+  _cleanup_free_ void *data = NULL;
+  _cleanup_free_ struct vmdr_pack_entry *e = NULL;
+  struct vmdr_digest id;
+  size_t len, n;
+  uint32_t no;
+  int ret;
+
+  (void) info;
+  if (vmdr_pack_id_from_index_key (key, &id) < 0)
+    return 0;                   /* not ours: ignore */
+  ret = r->b->ops->get (r->b, key, 0, 0,
+                        16 + (size_t) VMDR_PACK_INDEX_MAX_ENTRIES * VMDR_PACK_ENTRY_LEN,
+                        &data, &len);
+  if (ret == -ENOENT)
+    return 0;                   /* deleted by GC meanwhile */
+  if (ret == 0)
+    ret = vmdr_pack_index_parse (data, len, &e, &n);
+  if (ret == -EBADMSG || ret == -EFBIG) {
+    l->damaged++;
+    return 0;
+  }
+  if (ret < 0)
+    return ret;
+  if ((ret = add_pack (r, &id, &no)) < 0)
+    return ret;
+  return index_entries (r, no, e, n, false);
+}
+
+int
+vmdr_repo_load_index (struct vmdr_repo *r, size_t *damaged)
+{
+  struct load l = { .r = r };
+  int ret;
+
+  pthread_mutex_lock (&r->lock);
+  ret = r->b->ops->list (r->b, "index/", load_one, &l);
+  pthread_mutex_unlock (&r->lock);
+  if (damaged)
+    *damaged = l.damaged;
+  return ret;
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+bool
+vmdr_repo_has_chunk (struct vmdr_repo *r, const struct vmdr_digest *d)
+{
+  bool found;
+
+  pthread_mutex_lock (&r->lock);
+  found = lookup (r, d) != NULL;
+  pthread_mutex_unlock (&r->lock);
+  return found;
+}
+
+/* Write the current pack, then its index: the visibility rule. */
+static int
+flush_locked (struct vmdr_repo *r)
+{
+  _cleanup_free_ void *pack = NULL, *index = NULL;
+  _cleanup_free_ struct vmdr_pack_entry *e = NULL;
+  char key[VMDR_PACK_KEY_LEN];
+  struct vmdr_digest id;
+  size_t plen, ilen, n;
+  uint32_t no;
+  int ret;
+
+  if (r->failed < 0)
+    return r->failed;
+  if (vmdr_pack_count (r->w) == 0)
+    return 0;
+  ret = vmdr_pack_finish (r->w, r->cfg.hash, &pack, &plen, &index, &ilen, &id);
+  if (ret < 0)
+    return ret;
+  vmdr_pack_key (&id, key);
+  if ((ret = r->b->ops->put (r->b, key, pack, plen, 0)) < 0)
+    return ret;
+  vmdr_pack_index_key (&id, key);
+  if ((ret = r->b->ops->put (r->b, key, index, ilen, 0)) < 0)
+    return ret;
+  if ((ret = vmdr_pack_index_parse (index, ilen, &e, &n)) < 0 ||
+      (ret = add_pack (r, &id, &no)) < 0)
+    return ret;
+  return index_entries (r, no, e, n, true);
+}
+
+int
+vmdr_repo_flush (struct vmdr_repo *r)
+{
+  int ret;
+
+  pthread_mutex_lock (&r->lock);
+  ret = flush_locked (r);
+  if (ret < 0 && r->failed == 0)
+    r->failed = ret;
+  pthread_mutex_unlock (&r->lock);
+  return ret;
+}
+
+static int
+add_blob_locked (struct vmdr_repo *r, const struct vmdr_digest *d,
+                 const uint8_t *blob, size_t blen, size_t len)
+{
+  struct slot v = { .d = *d, .pack = PENDING,
+                    .offset = (uint32_t) vmdr_pack_bytes (r->w),
+                    .stored_len = (uint32_t) (blen - VMDR_BLOB_HEADER_LEN),
+                    .raw_len = (uint32_t) len };
+  int ret;
+
+  ret = vmdr_pack_add (r->w, blob, blen);
+  if (ret == -EFBIG) {           /* offsets full before the target: rare */
+    if ((ret = flush_locked (r)) < 0)
+      return ret;
+    v.offset = 0;
+    ret = vmdr_pack_add (r->w, blob, blen);
+  }
+  if (ret < 0 || (ret = insert (r, &v)) < 0)
+    return ret;
+  return vmdr_pack_full (r->w) ? flush_locked (r) : 0;
+}
+
+int
+vmdr_repo_put_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
+                     enum vmdr_blob_kind kind, const struct vmdr_digest *d,
+                     const void *data, size_t len, size_t *stored_bytes)
+{
+  _cleanup_free_ uint8_t *blob = NULL;
+  size_t blen, cap;
+  int ret;
+
+  if (stored_bytes)
+    *stored_bytes = 0;
+  if (is_zero (d))
+    return -EINVAL;
+  if (vmdr_repo_has_chunk (r, d))
+    return 0;
+  /* Compress outside the lock: that is where the CPU time goes. */
+  cap = vmdr_blob_bound (len);
+  blob = malloc (cap);
+  if (blob == NULL)
+    return -ENOMEM;
+  ret = vmdr_blob_encode (z, kind, d, data, len, blob, cap, &blen);
+  if (ret < 0)
+    return ret;
+  pthread_mutex_lock (&r->lock);
+  if (r->failed < 0)
+    ret = r->failed;
+  else if (lookup (r, d))
+    ret = 0, blen = 0;          /* another thread stored it meanwhile */
+  else if ((ret = add_blob_locked (r, d, blob, blen, len)) < 0)
+    r->failed = ret;
+  pthread_mutex_unlock (&r->lock);
+  if (ret == 0 && stored_bytes)
+    *stored_bytes = blen;
+  return ret;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+int
+vmdr_repo_locate (struct vmdr_repo *r, const struct vmdr_digest *d,
+                  struct vmdr_digest *pack, uint32_t *offset,
+                  uint32_t *stored_len)
+{
+  struct slot *s;
+  int ret = -ENOENT;
+
+  pthread_mutex_lock (&r->lock);
+  s = lookup (r, d);
+  if (s && s->pack != PENDING) {
+    *pack = r->packs[s->pack];
+    *offset = s->offset;
+    *stored_len = s->stored_len;
+    ret = 0;
+  }
+  else if (s)
+    ret = -EAGAIN;              /* not flushed yet */
+  pthread_mutex_unlock (&r->lock);
+  return ret;
+}
+
+int
+vmdr_repo_get_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
+                     const struct vmdr_digest *d, void *buf, size_t cap,
+                     size_t *len)
+{
+  _cleanup_free_ void *blob = NULL;
+  char key[VMDR_PACK_KEY_LEN];
+  struct vmdr_digest pack;
+  uint32_t offset, stored;
+  size_t blen;
+  int ret;
+
+  ret = vmdr_repo_locate (r, d, &pack, &offset, &stored);
+  if (ret == -EAGAIN) {         /* written by us, still in memory: flush */
+    if ((ret = vmdr_repo_flush (r)) < 0)
+      return ret;
+    ret = vmdr_repo_locate (r, d, &pack, &offset, &stored);
+  }
+  if (ret < 0)
+    return ret;
+  vmdr_pack_key (&pack, key);
+  ret = r->b->ops->get (r->b, key, offset, VMDR_BLOB_HEADER_LEN + (size_t) stored,
+                        VMDR_BLOB_HEADER_LEN + (size_t) VMDR_BLOB_MAX_STORED,
+                        &blob, &blen);
+  if (ret == -ERANGE)
+    return -EBADMSG;            /* the pack is shorter than its index says */
+  if (ret < 0)
+    return ret;
+  return vmdr_blob_decode (z, r->cfg.hash, blob, blen, d, buf, cap, len);
+}

@@ -1,0 +1,104 @@
+/* A repository: its config, its chunk index, and chunk reads and writes
+ * (docs/repository-format.md).  Backend-independent: everything goes
+ * through struct vmdr_backend.
+ *
+ * Thread safety: vmdr_repo_put_chunk, vmdr_repo_has_chunk and
+ * vmdr_repo_get_chunk may be called from several threads at once (each with
+ * its own struct vmdr_zctx); the other calls are not concurrent with them.
+ */
+#ifndef VMDR_REPO_H
+#define VMDR_REPO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "backend.h"
+#include "blob.h"
+#include "digest.h"
+
+#define VMDR_FORMAT_VERSION 1
+#define VMDR_CONFIG_MAX (64u << 10)
+#define VMDR_CHUNK_MIN (64u << 10)
+#define VMDR_CHUNK_MAX (4u << 20)
+
+struct vmdr_repo_config {
+  int version;
+  char id[33];                  /* 32 hex digits */
+  char created[32];             /* ISO 8601 UTC */
+  enum vmdr_hash hash;
+  uint32_t chunk_size;          /* power of two, VMDR_CHUNK_MIN .. MAX */
+  uint32_t fanout;              /* power of two, 16 .. 4096 */
+  uint32_t cdc_min, cdc_avg, cdc_max;
+  int zstd_level;
+  uint64_t pack_size;
+};
+
+/* The defaults vmdr-init uses: the hash by vmdr_hash_default, a fresh random
+ * id, the creation time now.  0 or -errno (no randomness). */
+int vmdr_repo_config_default (struct vmdr_repo_config *cfg);
+
+/* 0 when every value is in range, else -EINVAL. */
+int vmdr_repo_config_check (const struct vmdr_repo_config *cfg);
+
+/* JSON <-> config.  parse: -EBADMSG when not JSON or not a vmdr config,
+ * -EPROTONOSUPPORT for a version newer than VMDR_FORMAT_VERSION, -EINVAL for
+ * values out of range.  format: a malloc'd NUL-terminated string. */
+int vmdr_repo_config_parse (const char *json, size_t len,
+                            struct vmdr_repo_config *cfg);
+int vmdr_repo_config_format (const struct vmdr_repo_config *cfg, char **json);
+
+struct vmdr_repo;
+
+/* Create a repository at ADDRESS (the directory must exist; it may hold
+ * other files but no config).  -EEXIST when it already is a repository. */
+int vmdr_repo_init (const char *address, const struct vmdr_repo_config *cfg);
+
+/* Open the repository at ADDRESS and read its config.  -ENOENT for a missing
+ * location, -ENOTRECOVERABLE when the location holds no repository (no
+ * config), -EPROTONOSUPPORT for a newer format, -EBADMSG for a damaged
+ * config, and the backend's errors. */
+int vmdr_repo_open (const char *address, struct vmdr_repo **out);
+
+/* Close, discarding chunks not flushed.  NULL is fine. */
+void vmdr_repo_close (struct vmdr_repo *repo);
+
+const struct vmdr_repo_config *vmdr_repo_config (const struct vmdr_repo *repo);
+struct vmdr_backend *vmdr_repo_backend (struct vmdr_repo *repo);
+
+/* Read every pack index, building the chunk index that put (to skip chunks
+ * already stored) and get (to find them) need.  Damaged index objects are
+ * skipped and counted in *damaged (may be NULL).  0 or -errno. */
+int vmdr_repo_load_index (struct vmdr_repo *repo, size_t *damaged);
+
+/* Stored (or waiting in the current pack)? */
+bool vmdr_repo_has_chunk (struct vmdr_repo *repo, const struct vmdr_digest *d);
+
+/* Store LEN bytes with digest D unless a chunk with that digest exists.
+ * *stored_bytes (may be NULL) gets the bytes it added to the repository
+ * (0 for a duplicate).  Full packs are written as they fill.  0 or -errno. */
+int vmdr_repo_put_chunk (struct vmdr_repo *repo, struct vmdr_zctx *z,
+                         enum vmdr_blob_kind kind, const struct vmdr_digest *d,
+                         const void *data, size_t len, size_t *stored_bytes);
+
+/* Write the current pack and its index.  After it returns 0 every chunk put
+ * so far is durable and visible.  0 or -errno. */
+int vmdr_repo_flush (struct vmdr_repo *repo);
+
+/* Read chunk D into BUF (CAP bytes), verifying it.  0 and *len, or -ENOENT
+ * (not in the index), -EBADMSG / -EILSEQ (damaged, see vmdr_blob_decode),
+ * -ENOBUFS, and the backend's errors. */
+int vmdr_repo_get_chunk (struct vmdr_repo *repo, struct vmdr_zctx *z,
+                         const struct vmdr_digest *d, void *buf, size_t cap,
+                         size_t *len);
+
+/* Where chunk D is stored: 0 and the pack id, or -ENOENT. */
+int vmdr_repo_locate (struct vmdr_repo *repo, const struct vmdr_digest *d,
+                      struct vmdr_digest *pack, uint32_t *offset,
+                      uint32_t *stored_len);
+
+/* Number of chunks in the index (stored and pending). */
+size_t vmdr_repo_chunk_count (struct vmdr_repo *repo);
+
+#endif

@@ -1,0 +1,933 @@
+/* The S3 client: configuration, the connection, signed requests and the
+ * simple object and bucket operations.  See s3.h for the contracts. */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+
+#include "cleanup.h"
+#include "s3-internal.h"
+
+#define REGION_MAX     32
+#define KEY_ID_MAX     128
+#define SECRET_MAX     128
+#define TOKEN_MAX      8192     /* STS session tokens run to a few KiB */
+#define HEADERS_MAX    32       /* caller's extra headers per request */
+#define HEADER_MAX     2048     /* bytes of one header line we build */
+
+struct vmdr_s3 {
+  CURL *curl;                   /* reused: keeps the connection alive */
+  struct vmdr_s3_config cfg;    /* private copy */
+  struct s3_endpoint ep;
+  char sigv4[64];               /* "aws:amz:REGION:s3" */
+  char errbuf[CURL_ERROR_SIZE];
+};
+
+/* ---- configuration ------------------------------------------------------ */
+
+static void
+free_secret (char **s)
+{
+  if (*s) {
+    explicit_bzero (*s, strlen (*s));
+    free (*s);
+    *s = NULL;
+  }
+}
+
+void
+vmdr_s3_config_clear (struct vmdr_s3_config *cfg)
+{
+  if (!cfg)
+    return;
+  free (cfg->endpoint);
+  free (cfg->region);
+  free (cfg->access_key_id);
+  free_secret (&cfg->secret_access_key);
+  free_secret (&cfg->session_token);
+  memset (cfg, 0, sizeof *cfg);
+}
+
+#define _cleanup_s3_config_ __attribute__((cleanup (vmdr_s3_config_clear)))
+
+/* A printable token without spaces of 1..max bytes: -EINVAL, -ENAMETOOLONG. */
+static int
+check_token (const char *s, size_t max)
+{
+  size_t n = strlen (s);
+
+  if (n == 0)
+    return -EINVAL;
+  if (n > max)
+    return -ENAMETOOLONG;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char) s[i] <= ' ' || (unsigned char) s[i] >= 0x7f)
+      return -EINVAL;
+  return 0;
+}
+
+/* The region goes into "aws:amz:REGION:s3" and a host name. */
+static int
+check_region (const char *s)
+{
+  size_t n = s ? strlen (s) : 0;
+
+  if (n == 0)
+    return -EINVAL;
+  if (n > REGION_MAX)
+    return -ENAMETOOLONG;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+      return -EINVAL;
+  return 0;
+}
+
+int
+vmdr_s3_config_check (const struct vmdr_s3_config *c)
+{
+  struct s3_endpoint ep;
+  int r;
+
+  if (!c)
+    return -EINVAL;
+  if (!c->access_key_id || !c->access_key_id[0] ||
+      !c->secret_access_key || !c->secret_access_key[0])
+    return -ENOKEY;
+  if ((r = s3_endpoint_parse (c->endpoint, &ep)) < 0 ||
+      (r = check_region (c->region)) < 0 ||
+      (r = check_token (c->access_key_id, KEY_ID_MAX)) < 0 ||
+      (r = check_token (c->secret_access_key, SECRET_MAX)) < 0 ||
+      (c->session_token && (r = check_token (c->session_token, TOKEN_MAX)) < 0))
+    return r;
+  if (c->addressing != VMDR_S3_PATH_STYLE && c->addressing != VMDR_S3_VIRTUAL_HOST_STYLE)
+    return -EINVAL;
+  if (c->addressing == VMDR_S3_VIRTUAL_HOST_STYLE && ep.host_is_ip)
+    return -EINVAL;
+  if (c->connect_timeout_ms < 0 || c->stall_timeout_s < 0)
+    return -EINVAL;
+  return 0;
+}
+
+/* *out = a copy of the first of names that is set and not empty, or NULL.
+ * secure_getenv: credentials from the environment of a setuid caller are
+ * not to be trusted. */
+static int
+env_dup (char **out, size_t max, const char *name, const char *fallback)
+{
+  const char *v = secure_getenv (name);
+
+  if ((!v || !v[0]) && fallback)
+    v = secure_getenv (fallback);
+  if (!v || !v[0])
+    return 0;
+  if (strlen (v) > max)
+    return -ENAMETOOLONG;
+  *out = strdup (v);
+  return *out ? 0 : -ENOMEM;
+}
+
+static int
+env_addressing (bool custom_endpoint, enum vmdr_s3_addressing *out)
+{
+  const char *v = secure_getenv ("VMDR_S3_ADDRESSING_STYLE");
+
+  if (!v || !v[0])
+    *out = custom_endpoint ? VMDR_S3_PATH_STYLE : VMDR_S3_VIRTUAL_HOST_STYLE;
+  else if (strcmp (v, "path") == 0)
+    *out = VMDR_S3_PATH_STYLE;
+  else if (strcmp (v, "virtual") == 0)
+    *out = VMDR_S3_VIRTUAL_HOST_STYLE;
+  else
+    return -EINVAL;
+  return 0;
+}
+
+int
+vmdr_s3_config_from_env (struct vmdr_s3_config *cfg)
+{
+  _cleanup_s3_config_ struct vmdr_s3_config c = { 0 };
+  int r;
+
+  if ((r = env_dup (&c.endpoint, S3_ENDPOINT_MAX, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")) < 0 ||
+      (r = env_dup (&c.region, REGION_MAX, "AWS_REGION", "AWS_DEFAULT_REGION")) < 0 ||
+      (r = env_dup (&c.access_key_id, KEY_ID_MAX, "AWS_ACCESS_KEY_ID", NULL)) < 0 ||
+      (r = env_dup (&c.secret_access_key, SECRET_MAX, "AWS_SECRET_ACCESS_KEY", NULL)) < 0 ||
+      (r = env_dup (&c.session_token, TOKEN_MAX, "AWS_SESSION_TOKEN", NULL)) < 0 ||
+      (r = env_addressing (c.endpoint != NULL, &c.addressing)) < 0)
+    return r;
+  if (!c.region && !(c.region = strdup ("us-east-1")))
+    return -ENOMEM;
+  /* checked before it goes into a URL */
+  if ((r = check_region (c.region)) < 0)
+    return r;
+  if (!c.endpoint && asprintf (&c.endpoint, "https://s3.%s.amazonaws.com", c.region) < 0) {
+    c.endpoint = NULL;
+    return -ENOMEM;
+  }
+  if ((r = vmdr_s3_config_check (&c)) < 0)
+    return r;
+  *cfg = c;
+  memset (&c, 0, sizeof c);             /* handed over */
+  return 0;
+}
+
+static int
+config_copy (struct vmdr_s3_config *dst, const struct vmdr_s3_config *src)
+{
+  *dst = *src;
+  dst->endpoint = strdup (src->endpoint);
+  dst->region = strdup (src->region);
+  dst->access_key_id = strdup (src->access_key_id);
+  dst->secret_access_key = strdup (src->secret_access_key);
+  dst->session_token = src->session_token ? strdup (src->session_token) : NULL;
+  if (!dst->endpoint || !dst->region || !dst->access_key_id ||
+      !dst->secret_access_key || (src->session_token && !dst->session_token)) {
+    vmdr_s3_config_clear (dst);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+/* ---- connection --------------------------------------------------------- */
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result;
+
+/* curl_global_init is not thread-safe in every libcurl build */
+static void
+curl_init_once (void)
+{
+  curl_init_result = curl_global_init (CURL_GLOBAL_DEFAULT);
+}
+
+struct vmdr_s3 *
+vmdr_s3_close (struct vmdr_s3 *s3)
+{
+  if (s3) {
+    if (s3->curl)
+      curl_easy_cleanup (s3->curl);
+    vmdr_s3_config_clear (&s3->cfg);
+    free (s3);
+  }
+  return NULL;
+}
+
+DEFINE_CLEANUP_FUNC (struct vmdr_s3 *, vmdr_s3_close)
+#define _cleanup_s3_ __attribute__((cleanup (vmdr_s3_closep)))
+
+int
+vmdr_s3_open (const struct vmdr_s3_config *cfg, struct vmdr_s3 **out)
+{
+  _cleanup_s3_ struct vmdr_s3 *s3 = NULL;
+  int r;
+
+  if ((r = vmdr_s3_config_check (cfg)) < 0)
+    return r;
+  pthread_once (&curl_once, curl_init_once);
+  if (curl_init_result != CURLE_OK)
+    return -EIO;
+  if (!(s3 = calloc (1, sizeof *s3)))
+    return -ENOMEM;
+  if ((r = config_copy (&s3->cfg, cfg)) < 0)
+    return r;
+  if ((r = s3_endpoint_parse (s3->cfg.endpoint, &s3->ep)) < 0)
+    return r;
+  snprintf (s3->sigv4, sizeof s3->sigv4, "aws:amz:%s:s3", s3->cfg.region);
+  if (!(s3->curl = curl_easy_init ()))
+    return -EIO;
+  *out = STEAL_PTR (s3);
+  return 0;
+}
+
+/* ---- one transfer ------------------------------------------------------- */
+
+/* State the libcurl callbacks share during one request. */
+struct transfer {
+  CURL *curl;
+  const char *up;               /* request body */
+  size_t up_len, up_pos;
+  char *body;                   /* response body, NUL-terminated */
+  size_t len, cap;
+  size_t max_ok;                /* cap for a 2xx body */
+  bool too_big, nomem;
+  struct vmdr_s3_response *resp;
+};
+
+static size_t
+read_cb (char *buf, size_t size, size_t nitems, void *opaque)
+{
+  struct transfer *x = opaque;
+  size_t n = size * nitems, left = x->up_len - x->up_pos;
+
+  if (n > left)
+    n = left;
+  memcpy (buf, x->up + x->up_pos, n);
+  x->up_pos += n;
+  return n;
+}
+
+/* libcurl rewinds the body when it resends on a connection the server had
+ * closed meanwhile; without this the request would fail instead. */
+static int
+seek_cb (void *opaque, curl_off_t offset, int origin)
+{
+  struct transfer *x = opaque;
+
+  if (origin != SEEK_SET || offset < 0 || (uint64_t) offset > x->up_len)
+    return CURL_SEEKFUNC_CANTSEEK;
+  x->up_pos = offset;
+  return CURL_SEEKFUNC_OK;
+}
+
+static int
+body_reserve (struct transfer *x, size_t need, size_t limit)
+{
+  size_t cap;
+  char *p;
+
+  if (need + 1 <= x->cap)
+    return 0;
+  cap = x->cap ? x->cap * 2 : 16384;
+  if (x->cap == 0) {                  /* size it once when the length is known */
+    curl_off_t cl = -1;
+    curl_easy_getinfo (x->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    if (cl > 0 && (uint64_t) cl <= limit)
+      cap = cl + 1;
+  }
+  if (cap < need + 1)
+    cap = need + 1;
+  if (cap > limit + 1)
+    cap = limit + 1;
+  if (!(p = realloc (x->body, cap)))
+    return -ENOMEM;
+  x->body = p;
+  x->cap = cap;
+  return 0;
+}
+
+static size_t
+write_cb (char *data, size_t size, size_t nmemb, void *opaque)
+{
+  struct transfer *x = opaque;
+  size_t n = size * nmemb, limit;
+  long http = 0;
+
+  curl_easy_getinfo (x->curl, CURLINFO_RESPONSE_CODE, &http);
+  limit = http / 100 == 2 ? x->max_ok : S3_ERROR_BODY_MAX;
+  if (x->len > limit || n > limit - x->len) {
+    x->too_big = true;
+    return 0;                           /* makes curl stop: CURLE_WRITE_ERROR */
+  }
+  if (body_reserve (x, x->len + n, limit) < 0) {
+    x->nomem = true;
+    return 0;
+  }
+  memcpy (x->body + x->len, data, n);
+  x->len += n;
+  x->body[x->len] = '\0';
+  return n;
+}
+
+/* Copy a header's value, trimmed (and unquoted for the ETag), if it fits. */
+static void
+header_value (const char *line, size_t n, size_t name_len, char *out, size_t outsz,
+              bool unquote)
+{
+  const char *v = line + name_len, *e = line + n;
+
+  while (v < e && (*v == ' ' || *v == '\t'))
+    v++;
+  while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
+    e--;
+  if (unquote && e - v >= 2 && *v == '"' && e[-1] == '"')
+    v++, e--;
+  if ((size_t) (e - v) < outsz) {
+    memcpy (out, v, e - v);
+    out[e - v] = '\0';
+  }
+}
+
+static size_t
+header_cb (char *line, size_t size, size_t nitems, void *opaque)
+{
+  struct transfer *x = opaque;
+  size_t n = size * nitems;
+
+  if (n >= 5 && memcmp (line, "HTTP/", 5) == 0) {   /* a new response (after 100) */
+    x->resp->etag[0] = '\0';
+    x->resp->status.request_id[0] = '\0';
+  }
+  else if (n > 5 && strncasecmp (line, "ETag:", 5) == 0)
+    header_value (line, n, 5, x->resp->etag, sizeof x->resp->etag, true);
+  else if (n > 17 && strncasecmp (line, "x-amz-request-id:", 17) == 0)
+    header_value (line, n, 17, x->resp->status.request_id,
+                  sizeof x->resp->status.request_id, false);
+  return n;
+}
+
+/* ---- building a request ------------------------------------------------- */
+
+static bool
+is_method (const char *m, const char *want)
+{
+  return strcmp (m, want) == 0;
+}
+
+static int
+check_request (const struct vmdr_s3_request *req)
+{
+  const char *m = req->method;
+  bool has_body_method;
+  size_t i;
+
+  if (!m || !(is_method (m, "GET") || is_method (m, "HEAD") || is_method (m, "PUT") ||
+              is_method (m, "POST") || is_method (m, "DELETE")))
+    return -EINVAL;
+  has_body_method = is_method (m, "PUT") || is_method (m, "POST");
+  if ((req->body_len > 0 && (!req->body || !has_body_method)) ||
+      req->max_body > VMDR_S3_BODY_HARD_MAX)
+    return -EINVAL;
+  if ((req->bucket && vmdr_s3_check_bucket (req->bucket) < 0) ||
+      (req->key && (!req->bucket || !req->key[0] || strlen (req->key) > VMDR_S3_KEY_MAX)))
+    return -EINVAL;
+  if (req->range && req->range->length > 0 &&
+      req->range->length - 1 > UINT64_MAX - req->range->offset)
+    return -EINVAL;
+  for (i = 0; req->headers && req->headers[i]; i++)
+    if (i == HEADERS_MAX || strpbrk (req->headers[i], "\r\n") ||
+        !strchr (req->headers[i], ':') || strlen (req->headers[i]) >= HEADER_MAX)
+      return -EINVAL;
+  return 0;
+}
+
+/* Free a header list, wiping it first: it may carry the session token. */
+static void
+slist_wipe (struct curl_slist **l)
+{
+  for (struct curl_slist *i = *l; i; i = i->next)
+    explicit_bzero (i->data, strlen (i->data));
+  curl_slist_free_all (*l);
+}
+
+#define _cleanup_slist_ __attribute__((cleanup (slist_wipe)))
+
+static int
+add_header (struct curl_slist **l, const char *fmt, ...)
+  __attribute__((format (printf, 2, 3)));
+
+static int
+add_header (struct curl_slist **l, const char *fmt, ...)
+{
+  char line[HEADER_MAX + 64];
+  struct curl_slist *n;
+  va_list ap;
+  int len;
+
+  va_start (ap, fmt);
+  len = vsnprintf (line, sizeof line, fmt, ap);
+  va_end (ap);
+  n = len >= 0 && (size_t) len < sizeof line ? curl_slist_append (*l, line) : NULL;
+  explicit_bzero (line, sizeof line);
+  if (!n)
+    return len < 0 || (size_t) len >= sizeof line ? -EINVAL : -ENOMEM;
+  *l = n;
+  return 0;
+}
+
+/* Hex SHA-256 of the payload: signed as x-amz-content-sha256, so the server
+ * refuses a body damaged on the way. */
+static int
+payload_sha256 (const void *p, size_t n, char hex[65])
+{
+  static const char digits[] = "0123456789abcdef";
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+
+  if (!EVP_Digest (n ? p : "", n, md, &md_len, EVP_sha256 (), NULL) || md_len != 32)
+    return -EIO;
+  for (unsigned i = 0; i < 32; i++) {
+    hex[2 * i] = digits[md[i] >> 4];
+    hex[2 * i + 1] = digits[md[i] & 15];
+  }
+  hex[64] = '\0';
+  return 0;
+}
+
+static int
+build_headers (const struct vmdr_s3 *s3, const struct vmdr_s3_request *req,
+               struct curl_slist **out)
+{
+  struct curl_slist *l = NULL;
+  const struct vmdr_s3_range *rg = req->range;
+  char sha[65];
+  int r;
+
+  if ((r = payload_sha256 (req->body, req->body_len, sha)) < 0 ||
+      (r = add_header (&l, "x-amz-content-sha256: %s", sha)) < 0)
+    goto fail;
+  if (s3->cfg.session_token &&
+      (r = add_header (&l, "x-amz-security-token: %s", s3->cfg.session_token)) < 0)
+    goto fail;
+  if (req->content_type && (r = add_header (&l, "Content-Type: %s", req->content_type)) < 0)
+    goto fail;
+  if (rg && rg->length > 0)
+    r = add_header (&l, "Range: bytes=%" PRIu64 "-%" PRIu64, rg->offset,
+                    rg->offset + rg->length - 1);
+  else if (rg)
+    r = add_header (&l, "Range: bytes=%" PRIu64 "-", rg->offset);
+  for (size_t i = 0; r == 0 && req->headers && req->headers[i]; i++)
+    r = add_header (&l, "%s", req->headers[i]);
+  if (r < 0)
+    goto fail;
+  *out = l;
+  return 0;
+ fail:
+  slist_wipe (&l);
+  return r;
+}
+
+static int
+build_url (const struct vmdr_s3 *s3, const struct vmdr_s3_request *req, char *url,
+           size_t urlsz)
+{
+  _cleanup_free_ char *query = malloc (S3_QUERY_MAX);
+  int r;
+
+  if (!query)
+    return -ENOMEM;
+  r = vmdr_s3_canonical_query (req->params, req->n_params, query, S3_QUERY_MAX);
+  if (r < 0)
+    return r;
+  r = s3_build_url (&s3->ep, s3->cfg.addressing, req->bucket, req->key, query, url, urlsz);
+  return r < 0 ? r : 0;
+}
+
+#define SETOPT(h, opt, val) \
+  do { if (curl_easy_setopt (h, opt, val) != CURLE_OK) return -EINVAL; } while (0)
+
+static int
+setup_method (CURL *h, const struct vmdr_s3_request *req, struct transfer *x)
+{
+  const char *m = req->method;
+
+  if (is_method (m, "HEAD"))
+    SETOPT (h, CURLOPT_NOBODY, 1L);
+  else if (is_method (m, "GET"))
+    SETOPT (h, CURLOPT_HTTPGET, 1L);
+  else if (is_method (m, "DELETE"))
+    SETOPT (h, CURLOPT_CUSTOMREQUEST, "DELETE");
+  else {                              /* PUT, POST: send the body, even if empty */
+    SETOPT (h, CURLOPT_UPLOAD, 1L);
+    SETOPT (h, CURLOPT_INFILESIZE_LARGE, (curl_off_t) req->body_len);
+    SETOPT (h, CURLOPT_READFUNCTION, read_cb);
+    SETOPT (h, CURLOPT_READDATA, x);
+    SETOPT (h, CURLOPT_SEEKFUNCTION, seek_cb);
+    SETOPT (h, CURLOPT_SEEKDATA, x);
+    if (is_method (m, "POST"))
+      SETOPT (h, CURLOPT_CUSTOMREQUEST, "POST");
+  }
+  return 0;
+}
+
+static int
+setup_curl (struct vmdr_s3 *s3, const char *url, struct curl_slist *headers,
+            struct transfer *x)
+{
+  CURL *h = s3->curl;
+  long connect_ms = s3->cfg.connect_timeout_ms ? s3->cfg.connect_timeout_ms : 10000;
+  long stall_s = s3->cfg.stall_timeout_s ? s3->cfg.stall_timeout_s : 60;
+
+  /* reset drops the previous request's options but keeps the connection */
+  curl_easy_reset (h);
+  s3->errbuf[0] = '\0';
+  SETOPT (h, CURLOPT_ERRORBUFFER, s3->errbuf);
+  SETOPT (h, CURLOPT_URL, url);
+  SETOPT (h, CURLOPT_PROTOCOLS_STR, "http,https");
+  SETOPT (h, CURLOPT_PATH_AS_IS, 1L);   /* "a/../b" is a key, not a path to tidy */
+  SETOPT (h, CURLOPT_NOSIGNAL, 1L);
+  SETOPT (h, CURLOPT_TCP_KEEPALIVE, 1L);
+  SETOPT (h, CURLOPT_USERAGENT, "vmdr/" PACKAGE_VERSION);
+  SETOPT (h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+  SETOPT (h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+  SETOPT (h, CURLOPT_LOW_SPEED_TIME, stall_s);
+  /* the credentials reach curl as options, never in a URL or argv */
+  SETOPT (h, CURLOPT_AWS_SIGV4, s3->sigv4);
+  SETOPT (h, CURLOPT_USERNAME, s3->cfg.access_key_id);
+  SETOPT (h, CURLOPT_PASSWORD, s3->cfg.secret_access_key);
+  SETOPT (h, CURLOPT_HTTPHEADER, headers);
+  SETOPT (h, CURLOPT_WRITEFUNCTION, write_cb);
+  SETOPT (h, CURLOPT_WRITEDATA, x);
+  SETOPT (h, CURLOPT_HEADERFUNCTION, header_cb);
+  SETOPT (h, CURLOPT_HEADERDATA, x);
+  return 0;
+}
+
+static int
+curl_errno (CURLcode cc)
+{
+  switch (cc) {
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:  return -EHOSTUNREACH;
+  case CURLE_COULDNT_CONNECT:        return -ECONNREFUSED;
+  case CURLE_OPERATION_TIMEDOUT:     return -ETIMEDOUT;
+  case CURLE_OUT_OF_MEMORY:          return -ENOMEM;
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_GOT_NOTHING:
+  case CURLE_PARTIAL_FILE:           return -ECONNRESET;
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE:     return -EPROTO;
+  case CURLE_URL_MALFORMAT:
+  case CURLE_UNSUPPORTED_PROTOCOL:   return -EINVAL;
+  default:                           return -EIO;
+  }
+}
+
+int
+s3_http_errno (long http, const char *code)
+{
+  switch (http) {
+  case 401: case 403: return -EACCES;
+  case 404:           return -ENOENT;
+  case 416:           return -ERANGE;
+  case 429: case 503: return -EAGAIN;
+  case 409:
+    if (strcmp (code, "BucketNotEmpty") == 0)
+      return -ENOTEMPTY;
+    if (strcmp (code, "BucketAlreadyExists") == 0 ||
+        strcmp (code, "BucketAlreadyOwnedByYou") == 0)
+      return -EEXIST;
+    return -EIO;
+  default:
+    return http / 100 == 2 ? 0 : -EIO;
+  }
+}
+
+/* Fill *resp from the finished transfer and decide the result. */
+static int
+finish (struct vmdr_s3 *s3, struct transfer *x, CURLcode cc,
+        struct vmdr_s3_response *resp)
+{
+  long http = 0;
+  curl_off_t cl = -1;
+
+  curl_easy_getinfo (s3->curl, CURLINFO_RESPONSE_CODE, &http);
+  curl_easy_getinfo (s3->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+  resp->status.http = http;
+  resp->content_length = cl;
+  resp->body = STEAL_PTR (x->body);
+  resp->body_len = x->len;
+  if (cc == CURLE_WRITE_ERROR && x->nomem)
+    return -ENOMEM;
+  if (cc == CURLE_WRITE_ERROR && x->too_big && http / 100 == 2)
+    return -EFBIG;
+  if (cc != CURLE_OK && !(cc == CURLE_WRITE_ERROR && x->too_big)) {
+    snprintf (resp->status.message, sizeof resp->status.message, "%s",
+              s3->errbuf[0] ? s3->errbuf : curl_easy_strerror (cc));
+    return curl_errno (cc);
+  }
+  if (http / 100 == 2)
+    return 0;
+  if (resp->body)                       /* not every error has an S3 body */
+    (void) s3_parse_error (resp->body, resp->body_len, &resp->status);
+  return s3_http_errno (http, resp->status.code);
+}
+
+void
+vmdr_s3_response_clear (struct vmdr_s3_response *resp)
+{
+  if (!resp)
+    return;
+  free (resp->body);
+  memset (resp, 0, sizeof *resp);
+}
+
+int
+vmdr_s3_request (struct vmdr_s3 *s3, const struct vmdr_s3_request *req,
+                 struct vmdr_s3_response *resp)
+{
+  _cleanup_slist_ struct curl_slist *headers = NULL;
+  _cleanup_free_ char *url = NULL;
+  struct transfer x = { 0 };
+  CURLcode cc;
+  int r;
+
+  if (!s3 || !req || !resp)
+    return -EINVAL;
+  vmdr_s3_response_clear (resp);
+  resp->content_length = -1;
+  if ((r = check_request (req)) < 0)
+    return r;
+  if (!(url = malloc (S3_URL_MAX)))
+    return -ENOMEM;
+  if ((r = build_url (s3, req, url, S3_URL_MAX)) < 0 ||
+      (r = build_headers (s3, req, &headers)) < 0)
+    return r;
+  x.curl = s3->curl;
+  x.up = req->body;
+  x.up_len = req->body_len;
+  x.max_ok = req->max_body ? req->max_body : VMDR_S3_BODY_DEFAULT_MAX;
+  x.resp = resp;
+  if ((r = setup_curl (s3, url, headers, &x)) < 0 ||
+      (r = setup_method (s3->curl, req, &x)) < 0)
+    return r;
+  cc = curl_easy_perform (s3->curl);
+  r = finish (s3, &x, cc, resp);
+  free (x.body);
+  /* the handle must not keep pointers into this stack frame; the
+   * connection survives the reset */
+  curl_easy_reset (s3->curl);
+  return r;
+}
+
+/* ---- simple operations -------------------------------------------------- */
+
+#define _cleanup_response_ __attribute__((cleanup (vmdr_s3_response_clear)))
+
+static int
+report (int r, const struct vmdr_s3_response *resp, struct vmdr_s3_status *st)
+{
+  if (st)
+    *st = resp->status;
+  return r;
+}
+
+int
+vmdr_s3_create_bucket (struct vmdr_s3 *s3, const char *bucket, struct vmdr_s3_status *st)
+{
+  _cleanup_response_ struct vmdr_s3_response resp = { 0 };
+  _cleanup_free_ char *body = NULL;
+  struct vmdr_s3_request req = { .method = "PUT", .bucket = bucket };
+  int len = 0;
+
+  if (!s3 || !bucket)
+    return -EINVAL;
+  /* us-east-1 is the default location; any other must be named */
+  if (strcmp (s3->cfg.region, "us-east-1") != 0) {
+    len = asprintf (&body,
+                    "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                    "<LocationConstraint>%s</LocationConstraint></CreateBucketConfiguration>",
+                    s3->cfg.region);
+    if (len < 0) {
+      body = NULL;
+      return -ENOMEM;
+    }
+    req.body = body;
+    req.body_len = len;
+    req.content_type = "application/xml";
+  }
+  return report (vmdr_s3_request (s3, &req, &resp), &resp, st);
+}
+
+int
+vmdr_s3_delete_bucket (struct vmdr_s3 *s3, const char *bucket, struct vmdr_s3_status *st)
+{
+  _cleanup_response_ struct vmdr_s3_response resp = { 0 };
+  struct vmdr_s3_request req = { .method = "DELETE", .bucket = bucket };
+
+  if (!bucket)
+    return -EINVAL;
+  return report (vmdr_s3_request (s3, &req, &resp), &resp, st);
+}
+
+int
+vmdr_s3_put_object (struct vmdr_s3 *s3, const char *bucket, const char *key,
+                    const void *data, size_t len, char *etag_out,
+                    struct vmdr_s3_status *st)
+{
+  _cleanup_response_ struct vmdr_s3_response resp = { 0 };
+  struct vmdr_s3_request req = {
+    .method = "PUT", .bucket = bucket, .key = key, .body = data, .body_len = len,
+  };
+  int r;
+
+  if (!bucket || !key)
+    return -EINVAL;
+  r = vmdr_s3_request (s3, &req, &resp);
+  if (r == 0 && etag_out)
+    memcpy (etag_out, resp.etag, sizeof resp.etag);
+  return report (r, &resp, st);
+}
+
+/* A server may ignore Range and send the whole object (RFC 9110 allows it):
+ * cut the range out ourselves. */
+static int
+apply_range (struct vmdr_s3_response *resp, const struct vmdr_s3_range *rg)
+{
+  size_t n;
+
+  if (rg->offset > resp->body_len)
+    return -ERANGE;
+  n = resp->body_len - rg->offset;
+  if (rg->length > 0 && rg->length < n)
+    n = rg->length;
+  if (resp->body) {
+    memmove (resp->body, resp->body + rg->offset, n);
+    resp->body[n] = '\0';
+  }
+  resp->body_len = n;
+  return 0;
+}
+
+int
+vmdr_s3_get_object (struct vmdr_s3 *s3, const char *bucket, const char *key,
+                    const struct vmdr_s3_range *range, size_t max,
+                    void **data, size_t *len, struct vmdr_s3_status *st)
+{
+  _cleanup_response_ struct vmdr_s3_response resp = { 0 };
+  struct vmdr_s3_request req = {
+    .method = "GET", .bucket = bucket, .key = key, .range = range, .max_body = max,
+  };
+  int r;
+
+  if (!bucket || !key || !data || !len)
+    return -EINVAL;
+  r = vmdr_s3_request (s3, &req, &resp);
+  if (r == 0 && range && resp.status.http == 200)
+    r = apply_range (&resp, range);
+  else if (r == 0 && range && range->length > 0 && resp.body_len > range->length)
+    r = -EBADMSG;                       /* more than asked for */
+  if (r == 0 && !resp.body && !(resp.body = calloc (1, 1)))
+    r = -ENOMEM;
+  if (r == 0) {
+    *len = resp.body_len;
+    *data = STEAL_PTR (resp.body);
+  }
+  return report (r, &resp, st);
+}
+
+int
+vmdr_s3_head_object (struct vmdr_s3 *s3, const char *bucket, const char *key,
+                     uint64_t *size, struct vmdr_s3_status *st)
+{
+  _cleanup_response_ struct vmdr_s3_response resp = { 0 };
+  struct vmdr_s3_request req = { .method = "HEAD", .bucket = bucket, .key = key };
+  int r;
+
+  if (!bucket || !key || !size)
+    return -EINVAL;
+  r = vmdr_s3_request (s3, &req, &resp);
+  if (r == 0 && resp.content_length < 0)
+    r = -EBADMSG;
+  if (r == 0)
+    *size = resp.content_length;
+  return report (r, &resp, st);
+}
+
+int
+vmdr_s3_delete_object (struct vmdr_s3 *s3, const char *bucket, const char *key,
+                       struct vmdr_s3_status *st)
+{
+  _cleanup_response_ struct vmdr_s3_response resp = { 0 };
+  struct vmdr_s3_request req = { .method = "DELETE", .bucket = bucket, .key = key };
+
+  if (!bucket || !key)
+    return -EINVAL;
+  return report (vmdr_s3_request (s3, &req, &resp), &resp, st);
+}
+
+/* ---- listing ------------------------------------------------------------ */
+
+int
+vmdr_s3_list_objects_v2 (struct vmdr_s3 *s3, const char *bucket,
+                         const char *prefix, const char *token,
+                         unsigned max_keys, struct vmdr_s3_list_page *page,
+                         struct vmdr_s3_status *st)
+{
+  _cleanup_response_ struct vmdr_s3_response resp = { 0 };
+  struct vmdr_s3_param params[4] = { { "list-type", "2" } };
+  struct vmdr_s3_request req = {
+    .method = "GET", .bucket = bucket, .params = params, .n_params = 1,
+    .max_body = VMDR_S3_LIST_BODY_MAX,
+  };
+  char max[16];
+  int r;
+
+  if (!bucket || !page || (prefix && strlen (prefix) > VMDR_S3_KEY_MAX) ||
+      (token && strlen (token) > S3_TOKEN_MAX))
+    return -EINVAL;
+  if (prefix && prefix[0])
+    params[req.n_params++] = (struct vmdr_s3_param) { "prefix", prefix };
+  if (token)
+    params[req.n_params++] = (struct vmdr_s3_param) { "continuation-token", token };
+  if (max_keys) {
+    snprintf (max, sizeof max, "%u",
+              max_keys > VMDR_S3_LIST_MAX_KEYS ? VMDR_S3_LIST_MAX_KEYS : max_keys);
+    params[req.n_params++] = (struct vmdr_s3_param) { "max-keys", max };
+  }
+  r = vmdr_s3_request (s3, &req, &resp);
+  if (r == 0)
+    r = s3_parse_list (resp.body ? resp.body : "", resp.body_len, page);
+  return report (r, &resp, st);
+}
+
+/* Hand every object of one page to fn. */
+static int
+list_visit (const struct vmdr_s3_list_page *pg, vmdr_s3_list_fn fn, void *opaque)
+{
+  for (size_t i = 0; i < pg->n_objects; i++) {
+    int r = fn (&pg->objects[i], opaque);
+    if (r)
+      return r;
+  }
+  return 0;
+}
+
+int
+vmdr_s3_list_objects (struct vmdr_s3 *s3, const char *bucket,
+                      const char *prefix, unsigned page_size,
+                      vmdr_s3_list_fn fn, void *opaque, size_t *pages,
+                      struct vmdr_s3_status *st)
+{
+  _cleanup_free_ char *token = NULL;
+  size_t n = 0;
+  int r;
+
+  if (!fn)
+    return -EINVAL;
+  for (;;) {
+    __attribute__((cleanup (vmdr_s3_list_page_clear))) struct vmdr_s3_list_page pg = { 0 };
+
+    r = vmdr_s3_list_objects_v2 (s3, bucket, prefix, token, page_size, &pg, st);
+    if (r < 0)
+      break;
+    n++;
+    if ((r = list_visit (&pg, fn, opaque)) != 0 || !pg.truncated)
+      break;
+    if (token && strcmp (token, pg.next_token) == 0) {
+      r = -EBADMSG;                     /* the server would have us loop */
+      break;
+    }
+    free (token);
+    token = STEAL_PTR (pg.next_token);
+  }
+  if (pages)
+    *pages = n;
+  return r;
+}
+
+void
+vmdr_s3_status_describe (const struct vmdr_s3_status *st, char *out, size_t outsz)
+{
+  if (outsz == 0)
+    return;
+  if (!st || (st->http == 0 && !st->message[0]))
+    snprintf (out, outsz, "no answer from the server");
+  else if (st->http == 0)
+    snprintf (out, outsz, "%s", st->message);
+  else
+    snprintf (out, outsz, "HTTP %ld%s%s%s%s", st->http,
+              st->code[0] ? " " : "", st->code,
+              st->message[0] ? ": " : "", st->message);
+}

@@ -1,0 +1,246 @@
+/* Blobs, packs and the repository config: round trips, and every kind of
+ * damage or hostile input gives an error, never a crash. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "blob.h"
+#include "pack.h"
+#include "repo.h"
+
+static struct vmdr_zctx *z;
+
+static void setup (void) { cr_assert_eq (vmdr_zctx_new (3, &z), 0); }
+static void teardown (void) { vmdr_zctx_free (z); }
+
+static void
+fill_random (uint8_t *p, size_t n, unsigned seed)
+{
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 1103515245 + 12345;
+    p[i] = (uint8_t) (seed >> 16);
+  }
+}
+
+/* Encode LEN bytes of DATA; returns a malloc'd blob. */
+static uint8_t *
+encode (const uint8_t *data, size_t len, size_t *blen, struct vmdr_digest *d)
+{
+  uint8_t *blob = malloc (vmdr_blob_bound (len));
+
+  cr_assert_eq (vmdr_digest (VMDR_HASH_BLAKE2B256, data, len, d), 0);
+  cr_assert_eq (vmdr_blob_encode (z, VMDR_BLOB_DATA, d, data, len, blob,
+                                  vmdr_blob_bound (len), blen), 0);
+  return blob;
+}
+
+TestSuite (blob, .init = setup, .fini = teardown);
+
+Test (blob, round_trip_compressible_and_random)
+{
+  static uint8_t text[65536], rnd[65536], out[65536];
+  struct vmdr_blob_header h;
+  struct vmdr_digest d;
+  size_t blen, len;
+
+  for (size_t i = 0; i < sizeof text; i++)
+    text[i] = "vmdr repository "[i % 16];
+  fill_random (rnd, sizeof rnd, 1);
+
+  uint8_t *b = encode (text, sizeof text, &blen, &d);
+  cr_assert_eq (vmdr_blob_parse_header (b, blen, &h), 0);
+  cr_assert_eq (h.compression, VMDR_BLOB_ZSTD);
+  cr_assert_lt (blen, 2000);
+  cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_BLAKE2B256, b, blen, &d, out, sizeof out, &len), 0);
+  cr_assert_eq (len, sizeof text);
+  cr_assert_eq (memcmp (out, text, len), 0);
+  free (b);
+
+  b = encode (rnd, sizeof rnd, &blen, &d);
+  cr_assert_eq (vmdr_blob_parse_header (b, blen, &h), 0);
+  cr_assert_eq (h.compression, VMDR_BLOB_RAW, "random data is stored raw");
+  cr_assert_eq (blen, VMDR_BLOB_HEADER_LEN + sizeof rnd);
+  cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_BLAKE2B256, b, blen, &d, out, sizeof out, &len), 0);
+  cr_assert_eq (memcmp (out, rnd, len), 0);
+  free (b);
+}
+
+Test (blob, every_damage_is_caught)
+{
+  static uint8_t text[4096], out[4096];
+  struct vmdr_digest d, other;
+  size_t blen, len;
+
+  for (size_t i = 0; i < sizeof text; i++)
+    text[i] = (uint8_t) (i / 7);
+  uint8_t *b = encode (text, sizeof text, &blen, &d);
+
+  /* Any single flipped bit anywhere: an error, never success. */
+  for (size_t i = 0; i < blen; i++) {
+    for (int bit = 0; bit < 8; bit += 3) {
+      b[i] ^= (uint8_t) (1 << bit);
+      int r = vmdr_blob_decode (z, VMDR_HASH_BLAKE2B256, b, blen, &d, out, sizeof out, &len);
+      cr_assert (r == -EBADMSG || r == -EILSEQ, "byte %zu bit %d: got %d", i, bit, r);
+      b[i] ^= (uint8_t) (1 << bit);
+    }
+  }
+  /* Truncated, padded, wrong expectation, small buffer. */
+  for (size_t n = 0; n < blen; n += 97)
+    cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_BLAKE2B256, b, n, NULL, out, sizeof out, &len), -EBADMSG);
+  cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_BLAKE2B256, b, blen + 1, NULL, out, sizeof out, &len), -EBADMSG);
+  memset (&other, 7, sizeof other);
+  cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_BLAKE2B256, b, blen, &other, out, sizeof out, &len), -EILSEQ);
+  cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_SHA256, b, blen, NULL, out, sizeof out, &len), -EILSEQ);
+  cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_BLAKE2B256, b, blen, NULL, out, 100, &len), -ENOBUFS);
+  free (b);
+}
+
+Test (blob, hostile_headers)
+{
+  uint8_t h[VMDR_BLOB_HEADER_LEN] = "VMB1";
+  struct vmdr_blob_header hdr;
+
+  h[4] = VMDR_BLOB_DATA;
+  h[5] = VMDR_BLOB_ZSTD;
+  h[8] = 1;                      /* raw 1 */
+  h[12] = 1;                     /* stored 1 */
+  cr_assert_eq (vmdr_blob_parse_header (h, sizeof h, &hdr), 0);
+  h[15] = 0xff;                  /* stored length 4 GiB */
+  cr_assert_eq (vmdr_blob_parse_header (h, sizeof h, &hdr), -EBADMSG);
+  h[15] = 0;
+  h[11] = 0x10;                  /* raw length 256 MiB */
+  cr_assert_eq (vmdr_blob_parse_header (h, sizeof h, &hdr), -EBADMSG);
+  h[11] = 0;
+  h[5] = 9;                      /* unknown compression */
+  cr_assert_eq (vmdr_blob_parse_header (h, sizeof h, &hdr), -EBADMSG);
+  h[5] = VMDR_BLOB_RAW;
+  h[12] = 2;                     /* raw with stored != raw */
+  cr_assert_eq (vmdr_blob_parse_header (h, sizeof h, &hdr), -EBADMSG);
+  h[12] = 1;
+  h[4] = 0;                      /* unknown kind */
+  cr_assert_eq (vmdr_blob_parse_header (h, sizeof h, &hdr), -EBADMSG);
+  cr_assert_eq (vmdr_blob_parse_header (h, 10, &hdr), -EBADMSG);
+}
+
+TestSuite (pack, .init = setup, .fini = teardown);
+
+Test (pack, finish_and_parse)
+{
+  struct vmdr_pack_writer *w;
+  struct vmdr_pack_entry *e;
+  struct vmdr_digest ds[3], id;
+  void *pack, *index;
+  size_t plen, ilen, n, blen;
+  static uint8_t data[3][8192];
+
+  cr_assert_eq (vmdr_pack_writer_new (1u << 20, &w), 0);
+  for (int i = 0; i < 3; i++) {
+    fill_random (data[i], sizeof data[i], (unsigned) i + 10);
+    uint8_t *b = encode (data[i], sizeof data[i], &blen, &ds[i]);
+    cr_assert_eq (vmdr_pack_add (w, b, blen), 0);
+    if (i == 1)                  /* a duplicate: indexed once */
+      cr_assert_eq (vmdr_pack_add (w, b, blen), 0);
+    free (b);
+  }
+  cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_BLAKE2B256, &pack, &plen, &index, &ilen, &id), 0);
+  cr_assert_eq (vmdr_pack_index_parse (index, ilen, &e, &n), 0);
+  cr_assert_eq (n, 3);
+  for (size_t i = 0; i < n; i++) {
+    uint8_t out[8192];
+    size_t len;
+    cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_BLAKE2B256, (uint8_t *) pack + e[i].offset,
+                                    VMDR_BLOB_HEADER_LEN + e[i].stored_len, &e[i].digest,
+                                    out, sizeof out, &len), 0);
+    if (i > 0)
+      cr_assert_lt (memcmp (&e[i - 1].digest, &e[i].digest, 32), 0, "sorted");
+  }
+  /* The copy at the end of the pack is the same index. */
+  cr_assert_eq (memcmp ((uint8_t *) pack + plen - 8 - ilen, index, ilen), 0);
+  cr_assert_eq (memcmp ((uint8_t *) pack + plen - 4, "VMPT", 4), 0);
+  struct vmdr_digest check;
+  vmdr_digest (VMDR_HASH_BLAKE2B256, pack, plen, &check);
+  cr_assert_eq (memcmp (&check, &id, 32), 0, "pack id is the digest of its bytes");
+
+  /* Damage to the index object. */
+  struct vmdr_pack_entry *e2;
+  size_t n2;
+  for (size_t i = 0; i < ilen; i += 5) {
+    ((uint8_t *) index)[i] ^= 0x40;
+    cr_assert_eq (vmdr_pack_index_parse (index, ilen, &e2, &n2), -EBADMSG, "byte %zu", i);
+    ((uint8_t *) index)[i] ^= 0x40;
+  }
+  cr_assert_eq (vmdr_pack_index_parse (index, ilen - 1, &e2, &n2), -EBADMSG);
+  cr_assert_eq (vmdr_pack_index_parse (index, 3, &e2, &n2), -EBADMSG);
+  cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_BLAKE2B256, &pack, &plen, &index, &ilen, &id), -ENODATA);
+  free (e);
+  vmdr_pack_writer_free (w);
+}
+
+Test (pack, keys)
+{
+  struct vmdr_digest id, back;
+  char key[VMDR_PACK_KEY_LEN];
+
+  memset (&id, 0xab, sizeof id);
+  vmdr_pack_index_key (&id, key);
+  cr_assert_eq (strncmp (key, "index/ab/abab", 13), 0);
+  cr_assert_eq (vmdr_pack_id_from_index_key (key, &back), 0);
+  cr_assert_eq (memcmp (&id, &back, 32), 0);
+  key[7] = 'c';                  /* fan-out does not match the id */
+  cr_assert_eq (vmdr_pack_id_from_index_key (key, &back), -EINVAL);
+  cr_assert_eq (vmdr_pack_id_from_index_key ("index/ab/../../etc", &back), -EINVAL);
+}
+
+Test (config, round_trip)
+{
+  struct vmdr_repo_config c, back;
+  char *json;
+
+  cr_assert_eq (vmdr_repo_config_default (&c), 0);
+  cr_assert_eq (vmdr_repo_config_check (&c), 0);
+  cr_assert_eq (vmdr_repo_config_format (&c, &json), 0);
+  cr_assert_eq (vmdr_repo_config_parse (json, strlen (json), &back), 0);
+  cr_assert_eq (memcmp (&c, &back, sizeof c), 0);
+  free (json);
+}
+
+Test (config, rejects)
+{
+  struct vmdr_repo_config c;
+  char *json, buf[4096];
+
+  cr_assert_eq (vmdr_repo_config_default (&c), 0);
+  c.version = 2;                 /* written by a newer vmdr */
+  c.version = 1;
+  cr_assert_eq (vmdr_repo_config_format (&c, &json), 0);
+
+  /* Newer version. */
+  snprintf (buf, sizeof buf, "%s", json);
+  char *v = strstr (buf, "\"version\":1");
+  cr_assert_not_null (v, "%s", buf);
+  v[10] = '2';
+  cr_assert_eq (vmdr_repo_config_parse (buf, strlen (buf), &c), -EPROTONOSUPPORT);
+  /* Out of range chunk size. */
+  snprintf (buf, sizeof buf, "%s", json);
+  char *cs = strstr (buf, "\"chunk_size\":65536");
+  cr_assert_not_null (cs);
+  memcpy (cs + 13, "65537", 5);
+  cr_assert_eq (vmdr_repo_config_parse (buf, strlen (buf), &c), -EINVAL);
+  /* Truncations of a valid config: never success, never a crash. */
+  for (size_t n = 0; n + 1 < strlen (json); n++)
+    cr_assert_neq (vmdr_repo_config_parse (json, n, &c), 0, "prefix %zu", n);
+  cr_assert_eq (vmdr_repo_config_parse ("[]", 2, &c), -EBADMSG);
+  cr_assert_eq (vmdr_repo_config_parse ("{\"format\":\"other\",\"version\":1}", 31, &c), -EBADMSG);
+  cr_assert_eq (vmdr_repo_config_parse ("{", 1, &c), -EBADMSG);
+  cr_assert_eq (vmdr_repo_config_parse (json, VMDR_CONFIG_MAX + 1, &c), -EBADMSG);
+  /* Deep nesting stops at the tokenizer's bound. */
+  char deep[200];
+  memset (deep, '[', sizeof deep);
+  cr_assert_eq (vmdr_repo_config_parse (deep, sizeof deep, &c), -EBADMSG);
+  free (json);
+}
