@@ -24,7 +24,7 @@ vmdr_backend_open (const char *address, struct vmdr_backend **out)
     if (strncmp (address, schemes[i].scheme, n) == 0)
       return schemes[i].ops->open (address + n, out);
   }
-  return -EPROTONOSUPPORT;
+  return -EAFNOSUPPORT;
 }
 
 bool

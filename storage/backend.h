@@ -82,7 +82,7 @@ struct vmdr_backend {
 extern const struct vmdr_backend_ops vmdr_backend_local;
 
 /* Open a repository address: "file:///path", "file://path" or a plain path.
- * -EPROTONOSUPPORT for a scheme no backend handles (the caller names it). */
+ * -EAFNOSUPPORT for a scheme no backend handles (the caller names it). */
 int vmdr_backend_open (const char *address, struct vmdr_backend **out);
 
 /* Convenience wrappers over the ops, so callers read naturally. */

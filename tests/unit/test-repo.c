@@ -65,7 +65,7 @@ Test (repo, open_errors)
   cr_assert_eq (vmdr_repo_open (dir, &r), -ENOTRECOVERABLE, "not a repository");
   snprintf (path, sizeof path, "file://%s", dir);
   cr_assert_eq (vmdr_repo_open (path, &r), -ENOTRECOVERABLE);
-  cr_assert_eq (vmdr_repo_open ("nosuch://x", &r), -EPROTONOSUPPORT);
+  cr_assert_eq (vmdr_repo_open ("nosuch://x", &r), -EAFNOSUPPORT);
   cr_assert_null (r, "output untouched on error");
 
   cr_assert_eq (vmdr_repo_config_default (&c), 0);

@@ -1,0 +1,48 @@
+/* Whole snapshots: disks in, manifest last; and disks out again.
+ *
+ * vmdr_snapshot_write_images is the library entry point that stores raw
+ * images (files or block devices) as one snapshot; the tests use it, and the
+ * snapshot tool builds its libvirt path on the same pieces.
+ */
+#ifndef VMDR_SNAPSHOT_H
+#define VMDR_SNAPSHOT_H
+
+#include "disk-io.h"
+#include "manifest.h"
+
+struct vmdr_image_disk {
+  const char *target;           /* "vda" */
+  const char *path;             /* a raw image */
+};
+
+struct vmdr_snapshot_opts {
+  unsigned threads;             /* 1 .. VMDR_MAX_THREADS */
+  enum vmdr_consistency consistency;
+  const char *uuid;             /* may be NULL */
+  const char *domain_xml;       /* may be NULL */
+  vmdr_progress_fn progress;    /* may be NULL */
+  void *popaque;
+};
+
+struct vmdr_snapshot_stats {
+  uint64_t bytes_read, bytes_new, chunks_new;
+};
+
+/* Store the images as a new snapshot of DOMAIN, under DOMAIN's writer lock:
+ * data is read (holes skipped), chunks the repository has are not stored
+ * again, then the manifest is written.  The repository's chunk index must be
+ * loaded.  *m (may be NULL) gets the manifest; the caller clears it.
+ * 0, -EBUSY (another writer holds the domain), -EINVAL (bad name, too many
+ * disks), or the errors of reading the images and writing the repository;
+ * on any error no snapshot becomes visible. */
+int vmdr_snapshot_write_images (struct vmdr_repo *repo, const char *domain,
+                                const struct vmdr_image_disk *disks, size_t n,
+                                const struct vmdr_snapshot_opts *opts,
+                                struct vmdr_manifest *m,
+                                struct vmdr_snapshot_stats *st);
+
+/* The disk tree recorded for disk D of a manifest. */
+void vmdr_manifest_disk_tree (const struct vmdr_manifest_disk *d,
+                              struct vmdr_disk_tree *t);
+
+#endif
