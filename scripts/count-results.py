@@ -7,7 +7,7 @@ import sys
 
 def count(entry):
     passed = failed = skipped = 0
-    out = entry.get("stdo") or ""
+    out = entry.get("stdout") or entry.get("stdo") or ""
     tap = [l for l in out.splitlines() if re.match(r"(not )?ok\b", l)]
     if tap:
         for l in tap:
