@@ -316,7 +316,9 @@ struct job {
 struct reader {
   struct vmdr_repo *repo;
   const struct vmdr_disk_tree *t;
+  const struct vmdr_read_opts *o;
   int fd;
+  int damage_err;               /* first damage reported to o->damage */
 
   pthread_mutex_t lock;
   pthread_cond_t not_empty, not_full;
@@ -330,9 +332,24 @@ struct reader {
   void *popaque;
 };
 
+static bool
+is_damage (int err)
+{
+  return err == -EBADMSG || err == -EILSEQ || err == -ENOENT;
+}
+
 static void
 fail (struct reader *r, int err, const struct job *j)
 {
+  if (j && r->o->damage && is_damage (err)) {   /* report it and go on */
+    struct vmdr_restore_error w = { j->index * r->t->chunk_size, j->d };
+    r->o->damage (r->o->dopaque, &w, err);
+    if (r->damage_err == 0) {
+      r->damage_err = err;
+      r->where = w;
+    }
+    return;
+  }
   if (r->err == 0) {
     r->err = err;
     if (j) {
@@ -356,7 +373,7 @@ restore_one (struct reader *r, struct vmdr_zctx *z, uint8_t *buf, const struct j
     e = -EBADMSG;               /* a chunk of the wrong size is damage */
   if (e < 0)
     return e;
-  while (done < len) {
+  while (r->fd >= 0 && done < len) {
     ssize_t n = pwrite (r->fd, buf + done, len - done,
                         (off_t) (j->index * r->t->chunk_size + done));
     if (n < 0 && errno == EINTR)
@@ -422,7 +439,8 @@ queue_leaf (void *opaque, uint64_t first, uint64_t count,
     return 0;                   /* a zero run stays a hole */
   pthread_mutex_lock (&r->lock);
   for (uint64_t i = 0; i < count && r->err == 0; i++) {
-    if (memcmp (&digests[i], &zero, sizeof zero) == 0)
+    if (memcmp (&digests[i], &zero, sizeof zero) == 0 ||
+        (r->o->filter && !r->o->filter (r->o->fopaque, first + i, &digests[i])))
       continue;
     while (r->count == QUEUE_MAX && r->err == 0)
       pthread_cond_wait (&r->not_full, &r->lock);
@@ -438,10 +456,9 @@ queue_leaf (void *opaque, uint64_t first, uint64_t count,
 }
 
 int
-vmdr_disk_restore (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
-                   int fd, unsigned threads, vmdr_progress_fn progress,
-                   void *popaque, struct vmdr_disk_read_stats *st,
-                   struct vmdr_restore_error *err)
+vmdr_disk_read (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
+                const struct vmdr_read_opts *o, struct vmdr_disk_read_stats *st,
+                struct vmdr_restore_error *err)
 {
   _cleanup_free_ struct reader *r = calloc (1, sizeof *r);
   pthread_t tids[VMDR_MAX_THREADS];
@@ -451,16 +468,16 @@ vmdr_disk_restore (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
 
   if (r == NULL)
     return -ENOMEM;
-  if (threads < 1 || threads > VMDR_MAX_THREADS)
+  if (o->threads < 1 || o->threads > VMDR_MAX_THREADS)
     return -EINVAL;
   if ((e = vmdr_zctx_new (1, &z)) < 0)
     return e;
-  *r = (struct reader) { .repo = repo, .t = tree, .fd = fd,
-                         .progress = progress, .popaque = popaque };
+  *r = (struct reader) { .repo = repo, .t = tree, .o = o, .fd = o->fd,
+                         .progress = o->progress, .popaque = o->popaque };
   pthread_mutex_init (&r->lock, NULL);
   pthread_cond_init (&r->not_empty, NULL);
   pthread_cond_init (&r->not_full, NULL);
-  for (; started < threads; started++)
+  for (; started < o->threads; started++)
     if (pthread_create (&tids[started], NULL, restore_worker, r) != 0)
       break;
   if (started == 0)
@@ -475,16 +492,28 @@ vmdr_disk_restore (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
   pthread_mutex_unlock (&r->lock);
   for (unsigned i = 0; i < started; i++)
     pthread_join (tids[i], NULL);
-  e = r->err;
-  if (e == 0 && fsync (fd) < 0 && errno != EINVAL)
+  e = r->err ? r->err : r->damage_err;
+  if (e == 0 && r->fd >= 0 && fsync (r->fd) < 0 && errno != EINVAL)
     e = -errno;
   if (e < 0 && err)
     *err = r->where;
-  if (e == 0 && st)
+  if (st)
     *st = r->st;
   pthread_cond_destroy (&r->not_empty);
   pthread_cond_destroy (&r->not_full);
   pthread_mutex_destroy (&r->lock);
   vmdr_zctx_free (z);
   return e;
+}
+
+int
+vmdr_disk_restore (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
+                   int fd, unsigned threads, vmdr_progress_fn progress,
+                   void *popaque, struct vmdr_disk_read_stats *st,
+                   struct vmdr_restore_error *err)
+{
+  struct vmdr_read_opts o = { .fd = fd, .threads = threads, .progress = progress,
+                              .popaque = popaque };
+
+  return vmdr_disk_read (repo, tree, &o, st, err);
 }

@@ -81,4 +81,32 @@ int vmdr_disk_restore (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree
                        void *popaque, struct vmdr_disk_read_stats *st,
                        struct vmdr_restore_error *err);
 
+/* Called for a damaged or missing chunk when reading goes on past damage:
+ * ERR is -EBADMSG, -EILSEQ or -ENOENT.  Under the reader's lock. */
+typedef void (*vmdr_damage_fn) (void *opaque, const struct vmdr_restore_error *where,
+                                int err);
+
+/* Whether chunk D (at chunk INDEX) should be read at all: sampling, and
+ * chunks already verified elsewhere.  Under the reader's lock. */
+typedef bool (*vmdr_chunk_filter_fn) (void *opaque, uint64_t index,
+                                      const struct vmdr_digest *d);
+
+struct vmdr_read_opts {
+  int fd;                       /* where to write; -1: verify only */
+  unsigned threads;
+  vmdr_progress_fn progress;    /* may be NULL */
+  void *popaque;
+  vmdr_damage_fn damage;        /* NULL: stop at the first damaged chunk */
+  void *dopaque;
+  vmdr_chunk_filter_fn filter;  /* NULL: every non-zero chunk */
+  void *fopaque;
+};
+
+/* The general form of vmdr_disk_restore.  With a damage callback, damaged
+ * chunks are reported and the read goes on (it still returns the first
+ * error at the end); damage to the tree itself always stops it. */
+int vmdr_disk_read (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
+                    const struct vmdr_read_opts *o, struct vmdr_disk_read_stats *st,
+                    struct vmdr_restore_error *err);
+
 #endif

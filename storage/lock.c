@@ -1,6 +1,5 @@
 #include <config.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 
 #include "cleanup.h"
 #include "lock.h"
+#include "manifest.h"
 
 #define LOCK_MAX 4096
 
@@ -198,17 +198,11 @@ vmdr_lock_any (struct vmdr_repo *repo, const char *prefix)
 int
 vmdr_lock_name_domain (const char *domain, char *name, size_t size)
 {
-  size_t n = (size_t) snprintf (name, size, "domain-");
+  char esc[3 * VMDR_DOMAIN_NAME_MAX + 1];
+  int n;
 
-  for (; *domain; domain++) {
-    unsigned char c = (unsigned char) *domain;
-    if (n + 4 > size)
-      return -ENAMETOOLONG;
-    if (isalnum (c) || c == '.' || c == '_' || c == '-')
-      name[n++] = (char) c;
-    else
-      n += (size_t) snprintf (name + n, size - n, "%%%02X", c);
-  }
-  name[n] = '\0';
-  return 0;
+  if (vmdr_domain_escape (domain, esc, sizeof esc) < 0)
+    return -EINVAL;
+  n = snprintf (name, size, "domain-%s", esc);
+  return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
 }

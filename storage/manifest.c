@@ -138,7 +138,8 @@ unescape_domain (const char *e, char *out, size_t size)
 }
 
 int
-vmdr_manifest_key (const char *id, char *key, size_t size)
+vmdr_snapshot_key (const char *dir, const char *id, const char *suffix,
+                   char *key, size_t size)
 {
   char domain[VMDR_DOMAIN_NAME_MAX + 1], esc[3 * VMDR_DOMAIN_NAME_MAX + 1];
   const char *t;
@@ -147,8 +148,23 @@ vmdr_manifest_key (const char *id, char *key, size_t size)
   if (split_id (id, domain, &t) < 0)
     return -EINVAL;
   escape_domain (domain, esc);
-  n = snprintf (key, size, "snapshots/%s/%s.json", esc, t);
+  n = snprintf (key, size, "%s/%s/%s%s", dir, esc, t, suffix);
   return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
+}
+
+int
+vmdr_manifest_key (const char *id, char *key, size_t size)
+{
+  return vmdr_snapshot_key ("snapshots", id, ".json", key, size);
+}
+
+int
+vmdr_domain_escape (const char *domain, char *out, size_t size)
+{
+  if (!vmdr_domain_name_valid (domain) || size < 3 * strlen (domain) + 1)
+    return -EINVAL;
+  escape_domain (domain, out);
+  return 0;
 }
 
 /* ---- JSON ----------------------------------------------------------------- */

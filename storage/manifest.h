@@ -70,6 +70,14 @@ bool vmdr_domain_name_valid (const char *name);
 /* The object key of snapshot ID.  -EINVAL for a malformed id. */
 int vmdr_manifest_key (const char *id, char *key, size_t size);
 
+/* "DIR/ESCAPED-DOMAIN/TIME" + SUFFIX: where per-snapshot objects live. */
+int vmdr_snapshot_key (const char *dir, const char *id, const char *suffix,
+                       char *key, size_t size);
+
+/* DOMAIN with every byte outside [A-Za-z0-9._-] as %XX, for object keys.
+ * SIZE must be at least 3 * strlen (domain) + 1.  0 or -EINVAL. */
+int vmdr_domain_escape (const char *domain, char *out, size_t size);
+
 /* Store M (its id decides the key); refuses to replace a manifest (-EEXIST). */
 int vmdr_manifest_put (struct vmdr_repo *repo, const struct vmdr_manifest *m);
 

@@ -1,0 +1,79 @@
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cmd-repo.h"
+
+const char *
+cmd_repo_address (const char *opt)
+{
+  const char *env = getenv ("VMDR_REPO");
+
+  if (opt && *opt)
+    return opt;
+  if (env && *env)
+    return env;
+  cli_usage_error ("no repository: give -r REPO or set VMDR_REPO");
+}
+
+struct vmdr_repo *
+cmd_open_repo (const char *address, bool load_index)
+{
+  struct vmdr_repo *repo;
+  size_t damaged = 0;
+  int r;
+
+  r = vmdr_repo_open (address, &repo);
+  switch (r) {
+  case 0:
+    break;
+  case -ENOTRECOVERABLE:
+    cli_error ("'%s' is not a vmdr repository (no config; create one with vmdr-init)", address);
+    return NULL;
+  case -EPROTONOSUPPORT:
+    cli_error ("'%s' has a newer repository format than this vmdr (%s) knows; upgrade vmdr",
+               address, PACKAGE_VERSION);
+    return NULL;
+  case -EBADMSG:
+  case -EINVAL:
+    cli_error ("'%s': the repository config is damaged", address);
+    return NULL;
+  case -EAFNOSUPPORT:
+    cli_error ("'%s': unknown repository type (use a path or file://PATH)", address);
+    return NULL;
+  default:
+    cli_error ("cannot open repository '%s': %s", address, strerror (-r));
+    return NULL;
+  }
+  if (load_index && (r = vmdr_repo_load_index (repo, &damaged)) < 0) {
+    cli_error ("cannot read the index of '%s': %s", address, strerror (-r));
+    vmdr_repo_close (repo);
+    return NULL;
+  }
+  if (damaged)
+    cli_warn ("%zu damaged pack index object%s skipped; run vmdr-verify",
+              damaged, damaged == 1 ? "" : "s");
+  return repo;
+}
+
+const char *
+cmd_size (uint64_t bytes, char *buf)
+{
+  static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+  double v = (double) bytes;
+  int u = 0;
+
+  while (v >= 1024 && u < 6) {
+    v /= 1024;
+    u++;
+  }
+  if (u == 0)
+    snprintf (buf, 16, "%llu B", (unsigned long long) bytes);
+  else
+    snprintf (buf, 16, "%.1f %s", v, units[u]);
+  return buf;
+}

@@ -1,0 +1,107 @@
+#!/bin/bash
+# vmdr-init, vmdr-ls and vmdr-verify on a local repository: what a user sees,
+# round trips of images through snapshots, damage found and named, and bad
+# input refused with one clear line and nothing changed.
+. "$(dirname "$0")/../harness/lib.sh"
+need_cmd repo-image vmdr-init vmdr-ls vmdr-verify python3
+
+R=$T/repo
+errline() {   # errline CMD...: stderr of a failing command, if exactly one line
+  "$@" >"$T/out" 2>"$T/err" && return 1
+  [ "$(wc -l < "$T/err")" = 1 ] && cat "$T/err"
+}
+
+# --- init
+tap_ok "vmdr-init creates a repository" vmdr-init -q -r "$R"
+tap_is "config names the format" "$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(c["format"], c["version"], c["chunk_size"])' "$R/config")" "vmdr-repository 1 65536"
+tap_is "init twice is refused" "$(errline vmdr-init -r "$R")" "vmdr-init: '$R' is already a vmdr repository"
+tap_ok "VMDR_REPO is honoured" env VMDR_REPO="$T/repo2" vmdr-init -q
+tap_ok "--hash, --chunk-size, --compression-level" \
+  vmdr-init -q -r "file://$T/repo3" --hash sha256 --chunk-size 1M --compression-level=-3
+tap_is "options recorded" "$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(c["hash"], c["chunk_size"], c["compression"]["level"])' "$T/repo3/config")" "sha256 1048576 -3"
+vmdr-init -r "$T/bad" --chunk-size 96K >/dev/null 2>"$T/err"; st=$?
+tap_is "a chunk size that is not a power of two: exit 2" "$st" 2
+tap_is "... and nothing created" "$(ls "$T/bad" 2>&1 | wc -l)" "1"
+tap_is "a missing parent directory" "$(errline vmdr-init -r "$T/no/such")" \
+  "vmdr-init: cannot create '$T/no/such': No such file or directory"
+
+# --- not a repository, newer format
+mkdir -p "$T/plain"
+tap_is "ls on a plain directory" "$(errline vmdr-ls -r "$T/plain")" \
+  "vmdr-ls: '$T/plain' is not a vmdr repository (no config; create one with vmdr-init)"
+tap_is "ls on a missing path" "$(errline vmdr-ls -r "$T/missing")" \
+  "vmdr-ls: cannot open repository '$T/missing': No such file or directory"
+mkdir -p "$T/newer"; echo '{"format":"vmdr-repository","version":7}' > "$T/newer/config"
+tap_ok "ls on a newer format says so" sh -c "vmdr-ls -r '$T/newer' 2>&1 | grep -q 'newer repository format'"
+tap_is "unknown scheme" "$(errline vmdr-verify -r "ftp://x")" \
+  "vmdr-verify: 'ftp://x': unknown repository type (use a path or file://PATH)"
+env -u VMDR_REPO vmdr-ls >/dev/null 2>"$T/err"; st=$?
+tap_is "no repository given: exit 2" "$st" 2
+
+# --- images through snapshots
+img() {  # img NAME SIZE [OFFSET:LEN:SEED]...: a sparse image with data regions
+  local f=$T/$1; truncate -s "$2" "$f"; shift 2
+  for r in "$@"; do
+    IFS=: read -r off len seed <<< "$r"
+    python3 -c "import random,sys; random.seed($seed); sys.stdout.buffer.write(bytes(random.getrandbits(8) if i%3 else i%251 for i in range($len)))" |
+      dd of="$f" bs=4096 seek="$((off / 4096))" conv=notrunc status=none
+  done
+}
+img a.raw 20M 0:300000:1 8388608:65536:2 20905984:65536:3
+img b.raw 5000001 4096:100000:4
+id1=$(repo-image put "$R" web1 vda="$T/a.raw" vdb="$T/b.raw") || tap_bail "put failed"
+tap_ok "snapshot id has the domain and a UTC time" sh -c "echo '$id1' | grep -qE '^web1/[0-9]{8}T[0-9]{6}\.[0-9]{3}Z\$'"
+for d in vda:a.raw vdb:b.raw; do
+  repo-image get "$R" "$id1" "${d%%:*}" "$T/out-${d%%:*}.raw"
+  tap_ok "restored ${d%%:*} equals the source (qemu-img compare)" \
+    qemu-img compare -q -f raw -F raw "$T/${d#*:}" "$T/out-${d%%:*}.raw"
+done
+tap_ok "holes stay holes" test "$(du -k "$T/out-vda.raw" | cut -f1)" -lt 2048
+
+# A second snapshot of a slightly changed image stores only the change.
+printf 'changed' | dd of="$T/a.raw" bs=1 seek=100000 conv=notrunc status=none
+before=$(du -sb "$R/data" | cut -f1)
+id2=$(repo-image put "$R" web1 vda="$T/a.raw" vdb="$T/b.raw")
+grew=$(( $(du -sb "$R/data" | cut -f1) - before ))
+tap_ok "second snapshot stores about one chunk, not the image ($grew bytes)" test "$grew" -lt 200000
+id3=$(repo-image put "$R" "db 2" vda="$T/b.raw")
+
+# --- ls
+ls_out=$(vmdr-ls -r "$R")
+tap_is "ls lists three snapshots" "$(echo "$ls_out" | tail -n +2 | wc -l)" 3
+tap_ok "ls shows kind, consistency, size and status" sh -c "echo '$ls_out' | grep '^web1/' | head -1 | grep -E 'full +crash +24\.8 MiB .* ok\$'"
+tap_is "ls DOMAIN filters (names with spaces too)" "$(vmdr-ls -r "$R" 'db 2' | tail -n +2 | awk '{print $1, $2}')" "$id3"
+tap_is "ls --json" "$(vmdr-ls -r "$R" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); s=[x for x in d["snapshots"] if x["id"]==sys.argv[1]][0]; print(len(d["snapshots"]), s["size"], s["damaged"], [x["target"] for x in s["disks"]])' "$id1")" \
+  "3 25971521 False ['vda', 'vdb']"
+tap_is "latest selector" "$(repo-image get "$R" web1@latest vdb "$T/l.raw" && cmp "$T/l.raw" "$T/b.raw" && echo same)" same
+tap_ok "an invalid domain is refused" sh -c "vmdr-ls -r '$R' 'a/b' 2>&1 | grep -q \"invalid domain name 'a/b'\""
+
+# --- verify
+tap_ok "verify: all intact" vmdr-verify -q -r "$R"
+tap_is "verify --json" "$(vmdr-verify -r "$R" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["damaged"], len(d["snapshots"]), all(s["chunks_checked"] > 0 for s in d["snapshots"]))')" "0 3 True"
+tap_ok "verify --sample 10 web1@latest" vmdr-verify -q -r "$R" --sample 10 web1@latest
+# Damage a chunk that only the first snapshot of web1 has (the overwritten one).
+python3 - "$R" <<'PY' || tap_bail "cannot find the chunk to damage"
+import glob, os, sys
+# The newest pack written before id2 holds the original first chunk: find the
+# blob whose header says raw length 65536 at offset 0 of the oldest pack.
+packs = sorted(glob.glob(sys.argv[1] + "/data/*/*"), key=os.path.getmtime)
+with open(packs[0], "r+b") as f:
+    f.seek(56 + 1000)          # inside the first blob's payload
+    b = f.read(1); f.seek(56 + 1000); f.write(bytes([b[0] ^ 0xff]))
+PY
+vmdr-verify -r "$R" > "$T/v.out" 2> "$T/v.err"; st=$?
+tap_is "verify finds damage: exit 1" "$st" 1
+tap_ok "the damaged snapshot is named with disk, offset and chunk" \
+  grep -qE "^web1/.*: DAMAGED: 1 chunk damaged; first: disk vd[ab] offset [0-9]+ chunk [0-9a-f]{64}: checksum mismatch" "$T/v.out"
+tap_is "one summary line on stderr" "$(cat "$T/v.err")" "vmdr-verify: 1 of 3 snapshots damaged"
+tap_ok "ls marks it DAMAGED" sh -c "vmdr-ls -r '$R' | grep DAMAGED | grep -q '^web1/'"
+tap_is "the other snapshots stay ok" "$(vmdr-ls -r "$R" | grep -c ' ok$')" 2
+tap_fails "restoring the damaged disk fails" repo-image get "$R" "$(grep DAMAGED "$T/v.out" | cut -d: -f1)" vda "$T/bad.raw"
+tap_is "... and leaves no partial output" "$(ls "$T/bad.raw" 2>&1 | grep -c 'No such')" 1
+tap_is "verify of a missing snapshot" "$(errline vmdr-verify -r "$R" web1/20000101T000000.000Z)" \
+  "vmdr-verify: no snapshot 'web1/20000101T000000.000Z'"
+vmdr-verify -r "$R" 'not a selector' >/dev/null 2>&1; st=$?
+tap_is "a malformed selector: exit 2" "$st" 2
+
+tap_done
