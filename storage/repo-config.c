@@ -29,9 +29,9 @@ vmdr_repo_config_default (struct vmdr_repo_config *cfg)
     .version = VMDR_FORMAT_VERSION,
     .hash = vmdr_hash_default (),
     .chunk_size = 64u << 10,
-    .fanout = 256,
+    .fanout = 64,
     .cdc_min = 4u << 10, .cdc_avg = 16u << 10, .cdc_max = 64u << 10,
-    .zstd_level = 3,
+    .zstd_level = 1,
     .pack_size = 16u << 20,
   };
   for (size_t i = 0; i < sizeof rnd; i++)
