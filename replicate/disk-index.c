@@ -387,6 +387,7 @@ struct walk {
   uint64_t nchunks;
   uint8_t *buf;
   vmdr_disk_walk_fn fn;
+  vmdr_disk_node_fn node_fn;
   void *opaque;
 };
 
@@ -403,6 +404,8 @@ walk_node (struct walk *w, const struct vmdr_digest *d, unsigned level,
 
   if (is_zero (d))
     return w->fn (w->opaque, first, count, NULL);
+  if (w->node_fn && (r = w->node_fn (w->opaque, d)) != 0)
+    return r > 0 ? 0 : r;
   per = level == 0 ? 1 : (uint64_t) fanout * leaves_per_entry (fanout, level);
   n = (uint32_t) ((count + per - 1) / per);
   e = malloc ((size_t) n * sizeof *e);
@@ -425,8 +428,18 @@ vmdr_disk_tree_walk (struct vmdr_repo *repo, struct vmdr_zctx *z,
                      const struct vmdr_disk_tree *t,
                      vmdr_disk_walk_fn fn, void *opaque)
 {
+  return vmdr_disk_tree_walk_nodes (repo, z, t, NULL, fn, opaque);
+}
+
+int
+vmdr_disk_tree_walk_nodes (struct vmdr_repo *repo, struct vmdr_zctx *z,
+                           const struct vmdr_disk_tree *t,
+                           vmdr_disk_node_fn node_fn, vmdr_disk_walk_fn fn,
+                           void *opaque)
+{
   _cleanup_free_ uint8_t *buf = NULL;
-  struct walk w = { .repo = repo, .z = z, .t = t, .fn = fn, .opaque = opaque };
+  struct walk w = { .repo = repo, .z = z, .t = t, .fn = fn, .node_fn = node_fn,
+                    .opaque = opaque };
   uint64_t nleaves;
 
   if (t->chunk_size < VMDR_CHUNK_MIN || t->chunk_size > VMDR_CHUNK_MAX ||

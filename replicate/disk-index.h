@@ -68,6 +68,18 @@ int vmdr_disk_tree_walk (struct vmdr_repo *repo, struct vmdr_zctx *z,
                          const struct vmdr_disk_tree *tree,
                          vmdr_disk_walk_fn fn, void *opaque);
 
+/* Called for each stored node before its children (not for zero subtrees):
+ * return 1 to skip the node's subtree (already seen), 0 to go on, or a
+ * negative value to stop the walk. */
+typedef int (*vmdr_disk_node_fn) (void *opaque, const struct vmdr_digest *node);
+
+/* vmdr_disk_tree_walk with a node callback too (NODE_FN may be NULL).  A
+ * skipped subtree's leaves are not reported. */
+int vmdr_disk_tree_walk_nodes (struct vmdr_repo *repo, struct vmdr_zctx *z,
+                               const struct vmdr_disk_tree *tree,
+                               vmdr_disk_node_fn node_fn, vmdr_disk_walk_fn fn,
+                               void *opaque);
+
 /* Number of chunks of a disk. */
 static inline uint64_t
 vmdr_disk_chunks (uint64_t virtual_size, uint32_t chunk_size)

@@ -120,6 +120,13 @@ vmdr_snapshot_write_images (struct vmdr_repo *repo, const char *domain,
   if ((r = vmdr_lock_name_domain (domain, name, sizeof name)) < 0 ||
       (r = vmdr_lock_acquire (repo, name, &lock, NULL, NULL)) < 0)
     return r;
+  /* After our lock is visible: a GC that started first sees it and stops,
+   * or we see its lock here.  Either way the two never overlap. */
+  r = vmdr_lock_any (repo, "gc");
+  if (r != 0) {
+    vmdr_lock_release (lock);
+    return r < 0 ? r : -EBUSY;
+  }
   r = fill_manifest (repo, domain, disks, n, o, &m);
   if (r == 0)
     r = vmdr_manifest_put (repo, &m);

@@ -53,6 +53,12 @@ slot (struct vmdr_digest *v, size_t cap, const struct vmdr_digest *d)
       return &v[i];
 }
 
+bool
+vmdr_digest_set_contains (const struct vmdr_digest_set *s, const struct vmdr_digest *d)
+{
+  return s->cap && memcmp (slot (s->v, s->cap, d), d, sizeof *d) == 0;
+}
+
 int
 vmdr_digest_set_add (struct vmdr_digest_set *s, const struct vmdr_digest *d)
 {

@@ -21,6 +21,7 @@ void vmdr_digest_set_free (struct vmdr_digest_set *s);     /* NULL is fine */
 /* Add D: 1 if it was new, 0 if it was there, -ENOMEM. */
 int vmdr_digest_set_add (struct vmdr_digest_set *s, const struct vmdr_digest *d);
 size_t vmdr_digest_set_count (const struct vmdr_digest_set *s);
+bool vmdr_digest_set_contains (const struct vmdr_digest_set *s, const struct vmdr_digest *d);
 
 struct vmdr_verify_damage {
   size_t disk;                  /* index into the manifest's disks */

@@ -1,0 +1,247 @@
+/* vmdr-prune: remove snapshots by retention rules, then collect garbage. */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "cli.h"
+#include "cmd-repo.h"
+#include "manifest.h"
+#include "prune.h"
+#include "verify.h"
+
+static void __attribute__((noreturn))
+usage (FILE *fp, int status)
+{
+  fprintf (fp,
+"Usage: vmdr-prune -r REPO --keep-RULE N... [OPTIONS] [DOMAIN...]\n"
+"\n"
+"Remove the snapshots of each DOMAIN (default: all) that no rule keeps,\n"
+"then delete the packs no remaining snapshot references.  Every snapshot\n"
+"is self-contained: removing one never breaks another.\n"
+"\n"
+"Rules (at least one):\n"
+"      --keep-last=N      the newest N snapshots\n"
+"      --keep-hourly=N    the newest snapshot of each of the last N hours that have one\n"
+"      --keep-daily=N     ... days\n"
+"      --keep-weekly=N    ... ISO weeks\n"
+"      --keep-monthly=N   ... months\n"
+"      --keep-yearly=N    ... years\n"
+"\n"
+"Options:\n"
+"  -r, --repo=REPO        the repository (default: $VMDR_REPO)\n"
+"  -n, --dry-run          say what would be removed, change nothing\n"
+"      --grace=SECONDS    never delete packs younger than this (default 3600)\n"
+"      --no-gc            remove snapshots only\n"
+"      --json             one JSON object on stdout\n"
+"  -q, --quiet            print only errors\n"
+"  -h, --help             show this help and exit\n"
+"  -V, --version          show the version and exit\n"
+"\n"
+"Exit status: 0 done, 1 failed, 2 usage, 4 a backup is running (try later).\n");
+  exit (status);
+}
+
+static unsigned
+count_arg (const char *opt, const char *arg)
+{
+  char *end;
+  long v;
+
+  errno = 0;
+  v = strtol (arg, &end, 10);
+  if (errno || end == arg || *end || v < 0 || v > 1000000)
+    cli_usage_error ("invalid %s '%s' (0 to 1000000)", opt, arg);
+  return (unsigned) v;
+}
+
+struct opts {
+  struct vmdr_keep keep;
+  bool dry_run, gc, json, quiet;
+  long grace;
+};
+
+/* Apply the rules to one domain's snapshots; counts into *removed. */
+static int
+prune_domain (struct vmdr_repo *repo, const char *domain, const struct opts *o,
+              json_object *removed_j, size_t *removed)
+{
+  char **ids;
+  bool *keep;
+  size_t n;
+  int r;
+
+  if ((r = vmdr_snapshot_list (repo, domain, &ids, &n)) < 0) {
+    cli_error ("cannot list snapshots of '%s': %s", domain, strerror (-r));
+    return r;
+  }
+  keep = calloc (n ? n : 1, sizeof *keep);
+  if (keep == NULL || (r = vmdr_retention_select (ids, n, &o->keep, keep)) < 0) {
+    cli_error ("cannot apply the rules to '%s': %s", domain, strerror (keep ? -r : ENOMEM));
+    free (keep);
+    vmdr_strv_free (ids, n);
+    return -EINVAL;
+  }
+  for (size_t i = 0; i < n && r == 0; i++) {
+    if (keep[i])
+      continue;
+    if (!o->dry_run && (r = vmdr_manifest_delete (repo, ids[i])) < 0) {
+      cli_error ("cannot remove '%s': %s", ids[i], strerror (-r));
+      break;
+    }
+    if (!o->dry_run)
+      vmdr_damage_clear (repo, ids[i]);
+    if (!o->json && !o->quiet)
+      printf ("%s %s\n", o->dry_run ? "would remove" : "removed", ids[i]);
+    json_object_array_add (removed_j, json_object_new_string (ids[i]));
+    (*removed)++;
+  }
+  free (keep);
+  vmdr_strv_free (ids, n);
+  return r;
+}
+
+/* Distinct domains of the repository (ids are sorted by domain). */
+static int
+all_domains (struct vmdr_repo *repo, char ***out, size_t *nout)
+{
+  char **ids, **doms;
+  size_t n, k = 0;
+  int r;
+
+  if ((r = vmdr_snapshot_list (repo, NULL, &ids, &n)) < 0)
+    return r;
+  doms = calloc (n ? n : 1, sizeof *doms);
+  for (size_t i = 0; doms && i < n; i++) {
+    size_t len = (size_t) (strrchr (ids[i], '/') - ids[i]);
+    if (k > 0 && strlen (doms[k - 1]) == len && strncmp (doms[k - 1], ids[i], len) == 0)
+      continue;
+    doms[k++] = strndup (ids[i], len);
+  }
+  vmdr_strv_free (ids, n);
+  if (doms == NULL)
+    return -ENOMEM;
+  *out = doms;
+  *nout = k;
+  return 0;
+}
+
+static int
+run_gc (struct vmdr_repo *repo, const struct opts *o, json_object *top)
+{
+  struct vmdr_gc_stats st;
+  char freed[16], dead[16];
+  int r = vmdr_gc (repo, o->grace, o->dry_run, &st);
+
+  if (r == -EBUSY) {
+    cli_error ("a backup or another prune is running; garbage collection skipped, try later");
+    return VMDR_EXIT_BUSY;
+  }
+  if (r < 0) {
+    cli_error ("garbage collection failed: %s; nothing was deleted after the failure",
+               strerror (-r));
+    return VMDR_EXIT_FAILED;
+  }
+  if (!o->json && !o->quiet)
+    printf ("gc: %llu snapshots, %llu objects live; %s %llu of %llu packs (%s); "
+            "%llu unreferenced packs within the grace period; %s unreferenced in %llu partly live packs\n",
+            (unsigned long long) st.snapshots, (unsigned long long) st.objects_reachable,
+            o->dry_run ? "would delete" : "deleted", (unsigned long long) st.packs_deleted,
+            (unsigned long long) st.packs, cmd_size (st.bytes_deleted, freed),
+            (unsigned long long) st.packs_young, cmd_size (st.bytes_unreferenced, dead),
+            (unsigned long long) st.packs_partial);
+  json_object *g = json_object_new_object ();
+  json_object_object_add (g, "packs", json_object_new_int64 ((int64_t) st.packs));
+  json_object_object_add (g, "packs_deleted", json_object_new_int64 ((int64_t) st.packs_deleted));
+  json_object_object_add (g, "bytes_deleted", json_object_new_int64 ((int64_t) st.bytes_deleted));
+  json_object_object_add (g, "packs_young", json_object_new_int64 ((int64_t) st.packs_young));
+  json_object_object_add (g, "bytes_unreferenced", json_object_new_int64 ((int64_t) st.bytes_unreferenced));
+  json_object_object_add (top, "gc", g);
+  return VMDR_EXIT_OK;
+}
+
+int
+main (int argc, char **argv)
+{
+  enum { LAST = CHAR_MAX + 1, HOURLY, DAILY, WEEKLY, MONTHLY, YEARLY, GRACE, NO_GC, JSON };
+  static const struct option lopts[] = {
+    { "repo", required_argument, NULL, 'r' },
+    { "keep-last", required_argument, NULL, LAST },
+    { "keep-hourly", required_argument, NULL, HOURLY },
+    { "keep-daily", required_argument, NULL, DAILY },
+    { "keep-weekly", required_argument, NULL, WEEKLY },
+    { "keep-monthly", required_argument, NULL, MONTHLY },
+    { "keep-yearly", required_argument, NULL, YEARLY },
+    { "grace", required_argument, NULL, GRACE },
+    { "no-gc", no_argument, NULL, NO_GC },
+    { "dry-run", no_argument, NULL, 'n' },
+    { "json", no_argument, NULL, JSON },
+    { "quiet", no_argument, NULL, 'q' },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL },
+  };
+  struct opts o = { .gc = true, .grace = 3600 };
+  const char *repo_opt = NULL, *address;
+  struct vmdr_repo *repo;
+  char **doms = NULL;
+  size_t ndoms = 0, removed = 0;
+  int c, r, status = VMDR_EXIT_OK;
+
+  cli_init (argv[0]);
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, ":r:nqhV", lopts, NULL)) != -1) {
+    switch (c) {
+    case 'r': repo_opt = optarg; break;
+    case LAST: o.keep.last = count_arg ("--keep-last", optarg); break;
+    case HOURLY: o.keep.hourly = count_arg ("--keep-hourly", optarg); break;
+    case DAILY: o.keep.daily = count_arg ("--keep-daily", optarg); break;
+    case WEEKLY: o.keep.weekly = count_arg ("--keep-weekly", optarg); break;
+    case MONTHLY: o.keep.monthly = count_arg ("--keep-monthly", optarg); break;
+    case YEARLY: o.keep.yearly = count_arg ("--keep-yearly", optarg); break;
+    case GRACE: o.grace = (long) count_arg ("--grace", optarg); break;
+    case NO_GC: o.gc = false; break;
+    case 'n': o.dry_run = true; break;
+    case JSON: o.json = true; break;
+    case 'q': o.quiet = true; break;
+    case 'h': usage (stdout, VMDR_EXIT_OK);
+    case 'V': cli_version ();
+    default: cli_bad_option (c, argv);
+    }
+  }
+  if (!o.keep.last && !o.keep.hourly && !o.keep.daily && !o.keep.weekly &&
+      !o.keep.monthly && !o.keep.yearly)
+    cli_usage_error ("give at least one --keep-* rule above 0 (nothing would be kept)");
+  for (int i = optind; i < argc; i++)
+    if (!vmdr_domain_name_valid (argv[i]))
+      cli_usage_error ("invalid domain name '%s'", argv[i]);
+  address = cmd_repo_address (repo_opt);
+  if ((repo = cmd_open_repo (address, true)) == NULL)
+    return VMDR_EXIT_FAILED;
+
+  if (optind == argc && (r = all_domains (repo, &doms, &ndoms)) < 0) {
+    cli_error ("cannot list snapshots in '%s': %s", address, strerror (-r));
+    return VMDR_EXIT_FAILED;
+  }
+  json_object *top = json_object_new_object (), *rm = json_object_new_array ();
+  size_t n = doms ? ndoms : (size_t) (argc - optind);
+  for (size_t i = 0; i < n && status == VMDR_EXIT_OK; i++)
+    if (prune_domain (repo, doms ? doms[i] : argv[optind + (int) i], &o, rm, &removed) < 0)
+      status = VMDR_EXIT_FAILED;
+  json_object_object_add (top, "removed", rm);
+  json_object_object_add (top, "dry_run", json_object_new_boolean (o.dry_run));
+  if (status == VMDR_EXIT_OK && o.gc)
+    status = run_gc (repo, &o, top);
+  if (o.json)
+    printf ("%s\n", json_object_to_json_string_ext (top, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+  json_object_put (top);
+  vmdr_strv_free (doms, ndoms);
+  vmdr_repo_close (repo);
+  return status;
+}

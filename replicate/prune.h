@@ -1,0 +1,47 @@
+/* Retention and garbage collection (docs/repository-format.md section 11).
+ *
+ * Every snapshot's index is complete (an incremental shares chunks with its
+ * parent but does not depend on the parent's manifest), so removing any
+ * snapshot leaves the others restorable; GC then frees what none reference.
+ */
+#ifndef VMDR_PRUNE_H
+#define VMDR_PRUNE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "repo.h"
+
+struct vmdr_keep {
+  unsigned last, hourly, daily, weekly, monthly, yearly;
+};
+
+/* Which of the snapshot ids IDS (of one domain, sorted oldest first, as
+ * vmdr_snapshot_list returns them) the rules keep: the newest LAST, and the
+ * newest snapshot of each of the newest HOURLY hours (DAILY days, ISO weeks,
+ * months, years) that have one.  KEEP[i] is set for kept ids.
+ * -EINVAL for a malformed id or when no rule keeps anything (all zero). */
+int vmdr_retention_select (char *const *ids, size_t n, const struct vmdr_keep *k,
+                           bool *keep);
+
+struct vmdr_gc_stats {
+  uint64_t snapshots;           /* manifests marked from */
+  uint64_t objects_reachable;   /* chunks and nodes */
+  uint64_t packs, packs_deleted, bytes_deleted;
+  uint64_t packs_young;         /* unreferenced but within the grace period */
+  uint64_t packs_partial, bytes_unreferenced;   /* kept: some blobs live */
+};
+
+/* Collect garbage under the repository's gc lock: mark every chunk and node
+ * reachable from a manifest, then delete each pack none of whose blobs is
+ * reachable and whose index is older than GRACE seconds (index first, then
+ * pack: a crash leaves at worst a pack without index, swept next time), and
+ * packs without an index older than GRACE.  DRY_RUN: count only.
+ * -EBUSY when a writer holds a domain lock or another GC runs; -EBADMSG when
+ * a manifest or index cannot be read (GC never guesses what is live). */
+int vmdr_gc (struct vmdr_repo *repo, time_t grace, bool dry_run,
+             struct vmdr_gc_stats *st);
+
+#endif

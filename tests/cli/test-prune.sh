@@ -1,0 +1,73 @@
+#!/bin/bash
+# vmdr-prune and GC: retention removes snapshots, GC frees exactly what no
+# snapshot references, the rest still restores; a dry run changes nothing;
+# GC never runs beside a writer.
+. "$(dirname "$0")/../harness/lib.sh"
+need_cmd repo-image vmdr-init vmdr-ls vmdr-verify vmdr-prune python3
+
+R=$T/repo
+vmdr-init -q -r "$R" --pack-size 1M || tap_bail "init"
+mkimg() {  # mkimg FILE SEED: 4 MiB of data unique to SEED
+  python3 -c "import random,sys; random.seed($2); sys.stdout.buffer.write(random.randbytes(4 << 20))" > "$1"
+}
+for i in 1 2 3; do
+  mkimg "$T/img$i" "$i"
+  repo-image put "$R" vm vda="$T/img$i" > "$T/id$i" || tap_bail "put $i"
+  sleep 0.01
+done
+repo-image put "$R" other vda="$T/img1" > "$T/id-other"   # shares img1's chunks
+tap_is "four snapshots" "$(vmdr-ls -r "$R" | tail -n +2 | wc -l)" 4
+size0=$(du -sb "$R/data" | cut -f1)
+
+vmdr-prune -r "$R" >/dev/null 2>"$T/err"; st=$?
+tap_is "no rule: refused with exit 2" "$st $(grep -c 'at least one --keep' "$T/err")" "2 1"
+
+out=$(vmdr-prune -r "$R" --keep-last 1 --grace 0 --dry-run vm)
+tap_is "dry run names what it would remove" "$(echo "$out" | grep -c '^would remove vm/')" 2
+tap_is "dry run removes nothing" "$(vmdr-ls -r "$R" | tail -n +2 | wc -l) $(du -sb "$R/data" | cut -f1)" "4 $size0"
+
+out=$(vmdr-prune -r "$R" --keep-last 1 --grace 3600 vm)
+tap_is "keep-last 1 removes the two older snapshots of vm" "$(echo "$out" | grep -c '^removed vm/')" 2
+tap_ok "young packs survive the grace period" sh -c "echo '$out' | grep -q 'deleted 0 of'"
+tap_is "the other domain is untouched" "$(vmdr-ls -r "$R" other | tail -n +2 | wc -l)" 1
+
+out=$(vmdr-prune -r "$R" --keep-last 1 --grace 0 --json)
+tap_is "gc deletes img2's packs only (img1 is shared with 'other')" \
+  "$(echo "$out" | python3 -c 'import json,sys; g=json.load(sys.stdin)["gc"]; print(g["packs_deleted"] > 0, g["bytes_deleted"] > 4000000, g["bytes_deleted"] < 5000000)')" \
+  "True True True"
+size1=$(du -sb "$R/data" | cut -f1)
+tap_ok "the repository shrank by about one image ($size0 -> $size1)" test $((size0 - size1)) -gt 4000000
+tap_ok "all remaining snapshots verify" vmdr-verify -q -r "$R"
+repo-image get "$R" "$(cat "$T/id3")" vda "$T/out3"
+tap_ok "newest vm snapshot restores" cmp "$T/img3" "$T/out3"
+repo-image get "$R" "$(cat "$T/id-other")" vda "$T/out1"
+tap_ok "the shared chunks of 'other' survived" cmp "$T/img1" "$T/out1"
+
+# A pack without an index (a writer killed between its two puts) is swept.
+mkdir -p "$R/data/ab"
+head -c 1000 /dev/urandom > "$R/data/ab/ab$(printf '%062d' 0)"
+touch -d '2 hours ago' "$R/data/ab/ab$(printf '%062d' 0)"
+vmdr-prune -q -r "$R" --keep-last 10 --grace 60
+tap_is "an orphan pack older than the grace period is deleted" "$(ls "$R/data/ab" 2>/dev/null | wc -l)" 0
+
+# GC never runs beside a writer: a live writer's lock makes prune exit 4.
+sleep 30 & holder=$!
+at_exit "kill $holder 2>/dev/null"
+mkdir -p "$R/locks"
+printf '{"host":"%s","pid":%d,"started":"x","boot_id":"%s"}' "$(hostname)" "$holder" \
+  "$(cat /proc/sys/kernel/random/boot_id)" > "$R/locks/domain-vm"
+vmdr-prune -r "$R" --keep-last 1 --grace 0 >/dev/null 2>"$T/err"; st=$?
+tap_is "prune beside a running backup: exit 4, one line" "$st $(wc -l < "$T/err")" "4 1"
+tap_is "... and nothing was removed" "$(vmdr-ls -r "$R" | tail -n +2 | wc -l)" 2
+kill $holder; wait $holder 2>/dev/null
+vmdr-prune -r "$R" --keep-last 1 --grace 0 >/dev/null 2>"$T/err"; st=$?
+tap_is "a dead writer's lock is stale: prune runs" "$st" 0
+# And a writer refuses to start while GC holds its lock.
+sleep 30 & holder=$!
+printf '{"host":"%s","pid":%d,"started":"x","boot_id":"%s"}' "$(hostname)" "$holder" \
+  "$(cat /proc/sys/kernel/random/boot_id)" > "$R/locks/gc"
+tap_fails "a writer does not start while GC runs" repo-image put "$R" vm vda="$T/img2"
+kill $holder; wait $holder 2>/dev/null
+tap_ok "and starts once the GC is gone (stale lock)" repo-image put "$R" vm vda="$T/img2"
+
+tap_done
