@@ -243,7 +243,10 @@ gc_locked (struct vmdr_repo *repo, time_t grace, bool dry_run, struct vmdr_gc_st
    * that only its unwritten manifest references: never run beside one. */
   if ((r = vmdr_lock_any (repo, "domain-")) != 0)
     return r < 0 ? r : -EBUSY;
-  if ((r = vmdr_digest_set_new (&live)) < 0)
+  /* No writer can start now: an index read from here on is complete for
+   * every manifest we will see. */
+  if ((r = vmdr_repo_load_index (repo, NULL)) < 0 ||
+      (r = vmdr_digest_set_new (&live)) < 0)
     return r;
   r = mark_all (repo, live, st);
   if (r == 0)
@@ -254,6 +257,11 @@ gc_locked (struct vmdr_repo *repo, time_t grace, bool dry_run, struct vmdr_gc_st
     r = b->ops->list (b, "index/", sweep_one, &s);
     if (r == 0)
       r = b->ops->list (b, "data/", sweep_orphan, &s);
+    /* Temporary files belong to puts in flight, the locks' own included,
+     * which no lock protects: a quarter of an hour whatever the grace. */
+    time_t temp_cutoff = s.cutoff < time (NULL) - 900 ? s.cutoff : time (NULL) - 900;
+    if (r == 0 && !dry_run && b->ops->sweep_temp)
+      r = b->ops->sweep_temp (b, temp_cutoff, &st->temp_removed);
   }
   vmdr_digest_set_free (s.indexed);
   vmdr_digest_set_free (live);

@@ -32,13 +32,16 @@ struct vmdr_gc_stats {
   uint64_t packs, packs_deleted, bytes_deleted;
   uint64_t packs_young;         /* unreferenced but within the grace period */
   uint64_t packs_partial, bytes_unreferenced;   /* kept: some blobs live */
+  uint64_t temp_removed;        /* dead writers' temporary objects */
 };
 
 /* Collect garbage under the repository's gc lock: mark every chunk and node
  * reachable from a manifest, then delete each pack none of whose blobs is
  * reachable and whose index is older than GRACE seconds (index first, then
  * pack: a crash leaves at worst a pack without index, swept next time), and
- * packs without an index older than GRACE.  DRY_RUN: count only.
+ * packs without an index older than GRACE, and dead writers' temporary
+ * objects older than GRACE and at least 15 minutes (locks are put through
+ * them too, before any lock protects them).  DRY_RUN: count only.
  * -EBUSY when a writer holds a domain lock or another GC runs; -EBADMSG when
  * a manifest or index cannot be read (GC never guesses what is live). */
 int vmdr_gc (struct vmdr_repo *repo, time_t grace, bool dry_run,

@@ -12,6 +12,9 @@
 #include "lock.h"
 #include "snapshot.h"
 
+/* How long a writer waits for a running GC: 600 x 0.2 s. */
+#define VMDR_GC_WAIT_TRIES 600
+
 void
 vmdr_manifest_disk_tree (const struct vmdr_manifest_disk *d, struct vmdr_disk_tree *t)
 {
@@ -104,6 +107,33 @@ fill_manifest (struct vmdr_repo *repo, const char *domain,
   return vmdr_repo_flush (repo);
 }
 
+/* Take the domain's writer lock, then make sure no GC runs: a GC that
+ * started first sees our lock and stops soon, or we see its lock and wait
+ * for it (a prune from cron should delay a backup, not fail it). */
+static int
+lock_domain (struct vmdr_repo *repo, const char *name, struct vmdr_lock **out)
+{
+  struct vmdr_lock *lock;
+  int r;
+
+  for (int tries = 0;; tries++) {
+    if ((r = vmdr_lock_acquire (repo, name, &lock, NULL, NULL)) < 0)
+      return r;
+    r = vmdr_lock_any (repo, "gc");
+    /* Now no GC can run: an index read from here on stays true. */
+    if (r == 0 && (r = vmdr_repo_load_index (repo, NULL)) == 0) {
+      *out = lock;
+      return 0;
+    }
+    vmdr_lock_release (lock);
+    if (r < 0)
+      return r;
+    if (tries >= VMDR_GC_WAIT_TRIES)
+      return -EBUSY;
+    usleep (200 * 1000);
+  }
+}
+
 int
 vmdr_snapshot_write_images (struct vmdr_repo *repo, const char *domain,
                             const struct vmdr_image_disk *disks, size_t n,
@@ -118,15 +148,8 @@ vmdr_snapshot_write_images (struct vmdr_repo *repo, const char *domain,
   if (n == 0 || n > VMDR_MAX_DISKS || !vmdr_domain_name_valid (domain))
     return -EINVAL;
   if ((r = vmdr_lock_name_domain (domain, name, sizeof name)) < 0 ||
-      (r = vmdr_lock_acquire (repo, name, &lock, NULL, NULL)) < 0)
+      (r = lock_domain (repo, name, &lock)) < 0)
     return r;
-  /* After our lock is visible: a GC that started first sees it and stops,
-   * or we see its lock here.  Either way the two never overlap. */
-  r = vmdr_lock_any (repo, "gc");
-  if (r != 0) {
-    vmdr_lock_release (lock);
-    return r < 0 ? r : -EBUSY;
-  }
   r = fill_manifest (repo, domain, disks, n, o, &m);
   if (r == 0)
     r = vmdr_manifest_put (repo, &m);

@@ -30,9 +30,11 @@ struct vmdr_snapshot_stats {
 
 /* Store the images as a new snapshot of DOMAIN, under DOMAIN's writer lock:
  * data is read (holes skipped), chunks the repository has are not stored
- * again, then the manifest is written.  The repository's chunk index must be
- * loaded.  *m (may be NULL) gets the manifest; the caller clears it.
- * 0, -EBUSY (another writer holds the domain), -EINVAL (bad name, too many
+ * again, then the manifest is written.  The chunk index is (re)loaded once
+ * the locks are held, so a GC that ran before cannot leave it stale.
+ * *m (may be NULL) gets the manifest; the caller clears it.
+ * A running GC is waited for (up to two minutes).
+ * 0, -EBUSY (another writer holds the domain, or GC ran too long), -EINVAL (bad name, too many
  * disks), or the errors of reading the images and writing the repository;
  * on any error no snapshot becomes visible. */
 int vmdr_snapshot_write_images (struct vmdr_repo *repo, const char *domain,

@@ -313,6 +313,39 @@ local_del (struct vmdr_backend *b, const char *key)
   return 0;
 }
 
+static int
+local_sweep_temp (struct vmdr_backend *b, time_t cutoff, uint64_t *removed)
+{
+  struct local *l = to_local (b);
+  struct dirent *e;
+  struct stat st;
+  DIR *d;
+  int fd, r = 0;
+
+  *removed = 0;
+  fd = openat (l->dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? 0 : -errno;
+  d = fdopendir (fd);
+  if (d == NULL) {
+    close (fd);
+    return -errno;
+  }
+  while ((e = readdir (d)) != NULL) {
+    if (strncmp (e->d_name, "put.", 4) != 0 ||
+        fstatat (fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+        !S_ISREG (st.st_mode) || st.st_mtime > cutoff)
+      continue;
+    if (unlinkat (fd, e->d_name, 0) < 0 && errno != ENOENT) {
+      r = -errno;
+      break;
+    }
+    (*removed)++;
+  }
+  closedir (d);
+  return r;
+}
+
 const struct vmdr_backend_ops vmdr_backend_local = {
   .name = "file",
   .atomic_put = true,
@@ -323,4 +356,5 @@ const struct vmdr_backend_ops vmdr_backend_local = {
   .stat = local_stat,
   .list = local_list,
   .del = local_del,
+  .sweep_temp = local_sweep_temp,
 };

@@ -72,6 +72,11 @@ struct vmdr_backend_ops {
 
   /* Delete KEY; deleting an absent key succeeds. */
   int (*del) (struct vmdr_backend *b, const char *key);
+
+  /* Remove what writers that died left half-written (temporary files),
+   * if older than CUTOFF; *removed counts them.  NULL when the backend
+   * leaves nothing behind (its puts need no temporary objects). */
+  int (*sweep_temp) (struct vmdr_backend *b, time_t cutoff, uint64_t *removed);
 };
 
 /* The base every backend's state embeds first. */

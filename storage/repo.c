@@ -272,6 +272,16 @@ vmdr_repo_load_index (struct vmdr_repo *r, size_t *damaged)
   int ret;
 
   pthread_mutex_lock (&r->lock);
+  /* Start from nothing: packs deleted by a GC since the last load must not
+   * be found (chunks in the pack being written would be lost: refuse). */
+  if (vmdr_pack_count (r->w) > 0) {
+    pthread_mutex_unlock (&r->lock);
+    return -EBUSY;
+  }
+  if (r->nslots)
+    memset (r->slots, 0, r->nslots * sizeof *r->slots);
+  r->used = 0;
+  r->npacks = 0;
   ret = r->b->ops->list (r->b, "index/", load_one, &l);
   pthread_mutex_unlock (&r->lock);
   if (damaged)

@@ -68,8 +68,10 @@ const struct vmdr_repo_config *vmdr_repo_config (const struct vmdr_repo *repo);
 struct vmdr_backend *vmdr_repo_backend (struct vmdr_repo *repo);
 
 /* Read every pack index, building the chunk index that put (to skip chunks
- * already stored) and get (to find them) need.  Damaged index objects are
- * skipped and counted in *damaged (may be NULL).  0 or -errno. */
+ * already stored) and get (to find them) need, afresh: a second call drops
+ * what a GC deleted meanwhile.  Damaged index objects are skipped and
+ * counted in *damaged (may be NULL).  0, -EBUSY (chunks not flushed yet),
+ * or -errno. */
 int vmdr_repo_load_index (struct vmdr_repo *repo, size_t *damaged);
 
 /* Stored (or waiting in the current pack)? */

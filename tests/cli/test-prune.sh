@@ -66,8 +66,14 @@ tap_is "a dead writer's lock is stale: prune runs" "$st" 0
 sleep 30 & holder=$!
 printf '{"host":"%s","pid":%d,"started":"x","boot_id":"%s"}' "$(hostname)" "$holder" \
   "$(cat /proc/sys/kernel/random/boot_id)" > "$R/locks/gc"
-tap_fails "a writer does not start while GC runs" repo-image put "$R" vm vda="$T/img2"
+n0=$(vmdr-ls -r "$R" | tail -n +2 | wc -l)
+repo-image put "$R" vm vda="$T/img2" > "$T/waited" &
+writer=$!
+sleep 1
+tap_ok "a writer waits while GC runs" kill -0 "$writer"
+tap_is "... and has written no snapshot" "$(vmdr-ls -r "$R" | tail -n +2 | wc -l)" "$n0"
 kill $holder; wait $holder 2>/dev/null
-tap_ok "and starts once the GC is gone (stale lock)" repo-image put "$R" vm vda="$T/img2"
+wait "$writer"; st=$?
+tap_is "it goes on once the GC is gone (its lock is stale)" "$st $(vmdr-ls -r "$R" | tail -n +2 | wc -l)" "0 $((n0 + 1))"
 
 tap_done
