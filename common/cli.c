@@ -26,7 +26,7 @@ cli_progname (void)
   return progname;
 }
 
-static void
+static void __attribute__((format (printf, 2, 0)))
 vmessage (const char *prefix, const char *fmt, va_list ap)
 {
   /* One fprintf per line so that concurrent writers do not interleave. */

@@ -89,7 +89,7 @@ Test (repo, chunks_put_flush_reopen_get)
   struct vmdr_zctx *z;
   static uint8_t data[100][20000], out[20000];
   struct vmdr_digest d[100];
-  size_t stored, len, total = 0;
+  size_t stored, len;
   char path[256];
 
   cr_assert_eq (vmdr_zctx_new (1, &z), 0);
@@ -99,7 +99,6 @@ Test (repo, chunks_put_flush_reopen_get)
     vmdr_digest (vmdr_repo_config (r)->hash, data[i], sizeof data[i], &d[i]);
     cr_assert_eq (vmdr_repo_put_chunk (r, z, VMDR_BLOB_DATA, &d[i], data[i], sizeof data[i], &stored), 0);
     cr_assert_gt (stored, 0);
-    total += stored;
   }
   cr_assert_eq (vmdr_repo_put_chunk (r, z, VMDR_BLOB_DATA, &d[5], data[5], sizeof data[5], &stored), 0);
   cr_assert_eq (stored, 0, "a chunk that exists is not stored again");
