@@ -243,6 +243,25 @@ local_stat (struct vmdr_backend *b, const char *key,
   return 0;
 }
 
+/* Open directory PATH under the root for reading; *d stays NULL (and 0 is
+ * returned) when it does not exist. */
+static int
+open_dir (struct local *l, const char *path, DIR **d)
+{
+  int fd = openat (l->dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  *d = NULL;
+  if (fd < 0)
+    return errno == ENOENT ? 0 : -errno;
+  *d = fdopendir (fd);
+  if (*d == NULL) {
+    int r = -errno;
+    close (fd);
+    return r;
+  }
+  return 0;
+}
+
 /* Depth-first walk of directory DIR (relative to the root). */
 static int
 walk (struct local *l, char *dir, size_t dirlen, const char *prefix,
@@ -250,18 +269,12 @@ walk (struct local *l, char *dir, size_t dirlen, const char *prefix,
 {
   DIR *d;
   struct dirent *e;
-  int fd, r = 0;
+  int r = 0;
 
   if (depth > 16)               /* keys are at most a few levels deep */
     return 0;
-  fd = openat (l->dirfd, dirlen ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return errno == ENOENT ? 0 : -errno;
-  d = fdopendir (fd);
-  if (d == NULL) {
-    close (fd);
-    return -errno;
-  }
+  if ((r = open_dir (l, dirlen ? dir : ".", &d)) < 0 || d == NULL)
+    return r;
   while (r == 0 && (e = readdir (d)) != NULL) {
     size_t n = strlen (e->d_name), len, plen = strlen (prefix);
     struct vmdr_object_info info;
@@ -323,14 +336,9 @@ local_sweep_temp (struct vmdr_backend *b, time_t cutoff, uint64_t *removed)
   int fd, r = 0;
 
   *removed = 0;
-  fd = openat (l->dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return errno == ENOENT ? 0 : -errno;
-  d = fdopendir (fd);
-  if (d == NULL) {
-    close (fd);
-    return -errno;
-  }
+  if ((r = open_dir (l, "tmp", &d)) < 0 || d == NULL)
+    return r;
+  fd = dirfd (d);
   while ((e = readdir (d)) != NULL) {
     if (strncmp (e->d_name, "put.", 4) != 0 ||
         fstatat (fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
