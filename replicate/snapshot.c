@@ -110,14 +110,18 @@ fill_manifest (struct vmdr_repo *repo, const char *domain,
 /* Take the domain's writer lock, then make sure no GC runs: a GC that
  * started first sees our lock and stops soon, or we see its lock and wait
  * for it (a prune from cron should delay a backup, not fail it). */
-static int
-lock_domain (struct vmdr_repo *repo, const char *name, struct vmdr_lock **out)
+int
+vmdr_writer_lock (struct vmdr_repo *repo, const char *domain, struct vmdr_lock **out,
+                  struct vmdr_lock_holder *holder, bool *took_over)
 {
+  char name[VMDR_KEY_MAX];
   struct vmdr_lock *lock;
   int r;
 
+  if ((r = vmdr_lock_name_domain (domain, name, sizeof name)) < 0)
+    return r;
   for (int tries = 0;; tries++) {
-    if ((r = vmdr_lock_acquire (repo, name, &lock, NULL, NULL)) < 0)
+    if ((r = vmdr_lock_acquire (repo, name, &lock, holder, took_over)) < 0)
       return r;
     r = vmdr_lock_any (repo, "gc");
     /* Now no GC can run: an index read from here on stays true. */
@@ -142,13 +146,11 @@ vmdr_snapshot_write_images (struct vmdr_repo *repo, const char *domain,
 {
   struct vmdr_manifest m = { 0 };
   struct vmdr_lock *lock;
-  char name[VMDR_KEY_MAX];
   int r;
 
   if (n == 0 || n > VMDR_MAX_DISKS || !vmdr_domain_name_valid (domain))
     return -EINVAL;
-  if ((r = vmdr_lock_name_domain (domain, name, sizeof name)) < 0 ||
-      (r = lock_domain (repo, name, &lock)) < 0)
+  if ((r = vmdr_writer_lock (repo, domain, &lock, NULL, NULL)) < 0)
     return r;
   r = fill_manifest (repo, domain, disks, n, o, &m);
   if (r == 0)

@@ -43,6 +43,16 @@ int vmdr_snapshot_write_images (struct vmdr_repo *repo, const char *domain,
                                 struct vmdr_manifest *m,
                                 struct vmdr_snapshot_stats *st);
 
+/* Take DOMAIN's writer lock and wait out a running GC (up to two
+ * minutes), then reload the chunk index: what the lock protects.  -EBUSY
+ * (*holder, if not NULL, names the live holder), or -errno; *took_over
+ * (may be NULL) says a dead writer's lock was taken over. */
+struct vmdr_lock;
+struct vmdr_lock_holder;
+int vmdr_writer_lock (struct vmdr_repo *repo, const char *domain,
+                      struct vmdr_lock **out, struct vmdr_lock_holder *holder,
+                      bool *took_over);
+
 /* The disk tree recorded for disk D of a manifest. */
 void vmdr_manifest_disk_tree (const struct vmdr_manifest_disk *d,
                               struct vmdr_disk_tree *t);

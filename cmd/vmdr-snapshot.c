@@ -1,0 +1,228 @@
+/* vmdr-snapshot: back up running domains, incrementally when it can. */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <libvirt/virterror.h>
+
+#include "cli.h"
+#include "cmd-repo.h"
+#include "live.h"
+
+#define MAX_DISK_ARGS 64
+
+static void __attribute__((noreturn))
+usage (FILE *fp, int status)
+{
+  fprintf (fp,
+"Usage: vmdr-snapshot [-c URI] -r REPO [OPTIONS] DOMAIN...\n"
+"\n"
+"Back up each running DOMAIN into REPO: every disk at one point in time,\n"
+"through libvirt's backup API.  Incremental (only the blocks written since\n"
+"the last snapshot, from QEMU's dirty bitmaps) when a valid chain exists,\n"
+"otherwise a full backup, with a warning saying why.  Quiet on success:\n"
+"made for cron.\n"
+"\n"
+"Options:\n"
+"  -c, --connect=URI      libvirt connection (default: libvirt's default)\n"
+"  -r, --repo=REPO        the repository (default: $VMDR_REPO)\n"
+"      --auto             incremental when possible, else full (the default)\n"
+"      --full             a full backup, starting a new chain\n"
+"      --disks=vda,vdb    back up only these disks (default: every writable disk)\n"
+"      --scratch-dir=DIR  where libvirt keeps scratch files during the backup\n"
+"                         (default /var/tmp)\n"
+"  -j, --jobs=N           parallel readers and compressors (default 2)\n"
+"      --json             one JSON object on stdout\n"
+"  -q, --quiet            no warnings either\n"
+"  -h, --help             show this help and exit\n"
+"  -V, --version          show the version and exit\n"
+"\n"
+"Exit status: 0 done, 1 failed, 2 usage, 3 done with warnings (e.g. fell\n"
+"back to a full backup), 4 another run holds the domain's lock.\n");
+  exit (status);
+}
+
+struct opts {
+  struct vmdr_live_opts live;
+  const char *uri;
+  bool json, quiet;
+  char *disk_buf;
+  const char *disks[MAX_DISK_ARGS];
+};
+
+static void
+parse_disks (struct opts *o, const char *arg)
+{
+  char *save = NULL, *t;
+
+  free (o->disk_buf);
+  o->disk_buf = strdup (arg);
+  o->live.ndisks = 0;
+  for (t = strtok_r (o->disk_buf, ",", &save); t; t = strtok_r (NULL, ",", &save)) {
+    if (o->live.ndisks == MAX_DISK_ARGS || strlen (t) >= 32)
+      cli_usage_error ("invalid --disks '%s'", arg);
+    o->disks[o->live.ndisks++] = t;
+  }
+  if (o->live.ndisks == 0)
+    cli_usage_error ("invalid --disks '%s'", arg);
+  o->live.disks = o->disks;
+}
+
+static json_object *
+result_json (const char *domain, int r, const struct vmdr_live_result *res, double secs)
+{
+  json_object *o = json_object_new_object (), *w = json_object_new_array (), *d = json_object_new_array ();
+
+  json_object_object_add (o, "domain", json_object_new_string (domain));
+  json_object_object_add (o, "ok", json_object_new_boolean (r == 0));
+  json_object_object_add (o, "snapshot", r == 0 ? json_object_new_string (res->m.id) : NULL);
+  json_object_object_add (o, "kind", r == 0 ? json_object_new_string (res->incremental ? "incremental" : "full") : NULL);
+  json_object_object_add (o, "parent", r == 0 && res->m.parent[0] ? json_object_new_string (res->m.parent) : NULL);
+  json_object_object_add (o, "seconds", json_object_new_double (secs));
+  json_object_object_add (o, "bytes_read", json_object_new_int64 ((int64_t) res->bytes_read));
+  json_object_object_add (o, "bytes_new", json_object_new_int64 ((int64_t) res->bytes_new));
+  for (size_t i = 0; r == 0 && i < res->m.ndisks; i++) {
+    json_object *dj = json_object_new_object ();
+    json_object_object_add (dj, "target", json_object_new_string (res->m.disks[i].target));
+    json_object_object_add (dj, "bytes_read", json_object_new_int64 ((int64_t) res->m.disks[i].bytes_read));
+    json_object_object_add (dj, "bytes_new", json_object_new_int64 ((int64_t) res->m.disks[i].bytes_new));
+    json_object_array_add (d, dj);
+  }
+  json_object_object_add (o, "disks", d);
+  for (size_t i = 0; i < res->nwarnings; i++)
+    json_object_array_add (w, json_object_new_string (res->warnings[i]));
+  json_object_object_add (o, "warnings", w);
+  json_object_object_add (o, "error", r < 0 ? json_object_new_string (res->error) : NULL);
+  return o;
+}
+
+static double
+now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Snapshot one domain; its exit status. */
+static int
+one (virConnectPtr conn, struct vmdr_repo *repo, const char *domain,
+     const struct opts *o, json_object *all)
+{
+  struct vmdr_live_result res;
+  double t0 = now ();
+  int r = vmdr_snapshot_live (conn, domain, repo, &o->live, &res);
+
+  if (r < 0)
+    cli_error ("%s", res.error);
+  for (size_t i = 0; !o->quiet && !o->json && i < res.nwarnings; i++)
+    cli_warn ("%s: %s", domain, res.warnings[i]);
+  json_object_array_add (all, result_json (domain, r, &res, now () - t0));
+  vmdr_manifest_clear (&res.m);
+  if (r == -EBUSY)
+    return VMDR_EXIT_BUSY;
+  if (r < 0)
+    return VMDR_EXIT_FAILED;
+  return res.nwarnings ? VMDR_EXIT_WARNINGS : VMDR_EXIT_OK;
+}
+
+static void
+quiet_libvirt (void *opaque, virErrorPtr e)
+{
+  (void) opaque;                /* errors are reported once, by us */
+  (void) e;
+}
+
+int
+main (int argc, char **argv)
+{
+  enum { AUTO = CHAR_MAX + 1, FULL, DISKS, SCRATCH, JSON };
+  static const struct option lopts[] = {
+    { "connect", required_argument, NULL, 'c' },
+    { "repo", required_argument, NULL, 'r' },
+    { "auto", no_argument, NULL, AUTO },
+    { "full", no_argument, NULL, FULL },
+    { "disks", required_argument, NULL, DISKS },
+    { "scratch-dir", required_argument, NULL, SCRATCH },
+    { "jobs", required_argument, NULL, 'j' },
+    { "json", no_argument, NULL, JSON },
+    { "quiet", no_argument, NULL, 'q' },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL },
+  };
+  struct opts o = { .live = { .scratch_dir = "/var/tmp", .threads = 2 } };
+  const char *repo_opt = NULL, *address;
+  struct vmdr_repo *repo;
+  virConnectPtr conn;
+  char *end;
+  long jobs;
+  int c, status = VMDR_EXIT_OK;
+
+  cli_init (argv[0]);
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, ":c:r:j:qhV", lopts, NULL)) != -1) {
+    switch (c) {
+    case 'c': o.uri = optarg; break;
+    case 'r': repo_opt = optarg; break;
+    case AUTO: o.live.full = false; break;
+    case FULL: o.live.full = true; break;
+    case DISKS: parse_disks (&o, optarg); break;
+    case SCRATCH: o.live.scratch_dir = optarg; break;
+    case 'j':
+      errno = 0;
+      jobs = strtol (optarg, &end, 10);
+      if (errno || *end || end == optarg || jobs < 1 || jobs > VMDR_MAX_THREADS)
+        cli_usage_error ("invalid number of jobs '%s' (1 to %d)", optarg, VMDR_MAX_THREADS);
+      o.live.threads = (unsigned) jobs;
+      break;
+    case JSON: o.json = true; break;
+    case 'q': o.quiet = true; break;
+    case 'h': usage (stdout, VMDR_EXIT_OK);
+    case 'V': cli_version ();
+    default: cli_bad_option (c, argv);
+    }
+  }
+  if (optind == argc)
+    cli_usage_error ("no domain given");
+  address = cmd_repo_address (repo_opt);
+  virSetErrorFunc (NULL, quiet_libvirt);
+  conn = virConnectOpen (o.uri);
+  if (conn == NULL) {
+    cli_error ("cannot connect to libvirt%s%s%s: %s", o.uri ? " at '" : "",
+               o.uri ? o.uri : "", o.uri ? "'" : "", virGetLastErrorMessage ());
+    return VMDR_EXIT_FAILED;
+  }
+  if ((repo = cmd_open_repo (address, false)) == NULL) {
+    virConnectClose (conn);
+    return VMDR_EXIT_FAILED;
+  }
+  json_object *all = json_object_new_array ();
+  for (int i = optind; i < argc; i++) {
+    int s = one (conn, repo, argv[i], &o, all);
+    /* The worst outcome decides: failed > busy > warnings > ok. */
+    if (s == VMDR_EXIT_FAILED || (s == VMDR_EXIT_BUSY && status != VMDR_EXIT_FAILED) ||
+        (s == VMDR_EXIT_WARNINGS && status == VMDR_EXIT_OK))
+      status = s;
+  }
+  if (o.json) {
+    json_object *top = json_object_new_object ();
+    json_object_object_add (top, "snapshots", all);
+    printf ("%s\n", json_object_to_json_string_ext (top, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put (top);
+  }
+  else
+    json_object_put (all);
+  free (o.disk_buf);
+  vmdr_repo_close (repo);
+  virConnectClose (conn);
+  return status;
+}

@@ -1,0 +1,393 @@
+#include <config.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "backup-job.h"
+#include "cleanup.h"
+#include "live.h"
+#include "lock.h"
+#include "nbd-source.h"
+#include "verify.h"
+
+#define MAX_SELECTED VMDR_MAX_DISKS
+
+struct run {
+  virDomainPtr dom;
+  struct vmdr_repo *repo;
+  const struct vmdr_live_opts *o;
+  struct vmdr_live_result *res;
+  struct vmdr_domain_info info;
+  char *domain_xml;
+  bool selected[256], incremental[256];
+  size_t nselected;
+  struct vmdr_manifest parent;  /* parent.id[0] == 0: none */
+  char from[64];                /* checkpoint to increment from; "" = full */
+  char checkpoint[64];
+  char socket[PATH_MAX];
+  bool job;
+};
+
+static void __attribute__((format (printf, 2, 3)))
+warn (struct vmdr_live_result *res, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (res->nwarnings == VMDR_MAX_WARNINGS)
+    return;
+  va_start (ap, fmt);
+  vsnprintf (res->warnings[res->nwarnings++], sizeof res->warnings[0], fmt, ap);
+  va_end (ap);
+}
+
+static int __attribute__((format (printf, 3, 4)))
+fail (struct vmdr_live_result *res, int r, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (res->error, sizeof res->error, fmt, ap);
+  va_end (ap);
+  return r;
+}
+
+/* ---- the domain ----------------------------------------------------------- */
+
+static int
+select_disks (struct run *run)
+{
+  const struct vmdr_live_opts *o = run->o;
+
+  for (size_t i = 0; i < o->ndisks; i++) {
+    size_t j;
+    for (j = 0; j < run->info.ndisks; j++)
+      if (strcmp (run->info.disks[j].target, o->disks[i]) == 0)
+        break;
+    if (j == run->info.ndisks)
+      return fail (run->res, -ENOENT, "domain '%s' has no disk '%s'", run->info.name, o->disks[i]);
+    run->selected[j] = true;
+  }
+  for (size_t j = 0; o->disks == NULL && j < run->info.ndisks; j++)
+    run->selected[j] = vmdr_disk_backed_up (&run->info.disks[j]);
+  for (size_t j = 0; j < run->info.ndisks; j++)
+    run->nselected += run->selected[j];
+  if (run->nselected == 0)
+    return fail (run->res, -ENOENT, "domain '%s' has no disk to back up", run->info.name);
+  if (run->nselected > MAX_SELECTED)
+    return fail (run->res, -EINVAL, "domain '%s' has more than %d disks", run->info.name, MAX_SELECTED);
+  return 0;
+}
+
+static int
+load_domain (struct run *run, virConnectPtr conn, const char *name)
+{
+  int r;
+
+  run->dom = virDomainLookupByName (conn, name);
+  if (run->dom == NULL)
+    return fail (run->res, -ENOENT, "no domain '%s': %s", name, vmdr_virt_error ());
+  if (virDomainIsActive (run->dom) != 1)
+    return fail (run->res, -ENOTSUP, "domain '%s' is not running", name);
+  run->domain_xml = virDomainGetXMLDesc (run->dom, 0);
+  if (run->domain_xml == NULL)
+    return fail (run->res, -EIO, "cannot read the XML of '%s': %s", name, vmdr_virt_error ());
+  r = vmdr_domain_info_parse (run->domain_xml, strlen (run->domain_xml), &run->info);
+  if (r < 0)
+    return fail (run->res, r, "cannot parse the XML of '%s'", name);
+  return select_disks (run);
+}
+
+/* ---- the chain ------------------------------------------------------------ */
+
+static const struct vmdr_manifest_disk *
+parent_disk (const struct vmdr_manifest *p, const char *target)
+{
+  for (size_t i = 0; i < p->ndisks; i++)
+    if (strcmp (p->disks[i].target, target) == 0)
+      return &p->disks[i];
+  return NULL;
+}
+
+/* The newest snapshot of the domain, if it can be a base: not damaged. */
+static int
+find_parent (struct run *run)
+{
+  char **ids;
+  size_t n;
+  int r;
+
+  if ((r = vmdr_snapshot_list (run->repo, run->info.name, &ids, &n)) < 0)
+    return fail (run->res, r, "cannot list the snapshots of '%s'", run->info.name);
+  if (n == 0)
+    ;                           /* the first backup of a chain: nothing to say */
+  else if (vmdr_damage_is_marked (run->repo, ids[n - 1]) > 0)
+    warn (run->res, "the newest snapshot '%s' is damaged: taking a full backup", ids[n - 1]);
+  else if ((r = vmdr_manifest_get (run->repo, ids[n - 1], &run->parent)) < 0)
+    warn (run->res, "cannot read snapshot '%s' (%s): taking a full backup", ids[n - 1],
+          strerror (-r));
+  vmdr_strv_free (ids, n);
+  return 0;
+}
+
+/* Which disks can go incremental from the parent's checkpoint. */
+static void
+plan_chain (struct run *run)
+{
+  const struct vmdr_repo_config *cfg = vmdr_repo_config (run->repo);
+  const char *cp = NULL;
+
+  for (size_t i = 0; i < run->info.ndisks; i++) {
+    const struct vmdr_manifest_disk *pd;
+    if (!run->selected[i] || strcmp (run->info.disks[i].format, "qcow2") != 0)
+      continue;
+    pd = parent_disk (&run->parent, run->info.disks[i].target);
+    if (pd == NULL || pd->checkpoint_name == NULL || pd->chunk_size != cfg->chunk_size ||
+        pd->fanout != cfg->fanout || (cp && strcmp (cp, pd->checkpoint_name) != 0))
+      continue;
+    cp = pd->checkpoint_name;
+    run->incremental[i] = true;
+  }
+  if (cp)
+    snprintf (run->from, sizeof run->from, "%s", cp);
+}
+
+/* libvirt must know the checkpoint; give it back from the manifest if not. */
+static void
+ensure_checkpoint (struct run *run)
+{
+  const struct vmdr_manifest_disk *pd = NULL;
+  int r;
+
+  if (run->from[0] == '\0' || vmdr_checkpoint_exists (run->dom, run->from) == 1)
+    return;
+  for (size_t i = 0; i < run->parent.ndisks && pd == NULL; i++)
+    if (run->parent.disks[i].checkpoint_xml)
+      pd = &run->parent.disks[i];
+  r = pd ? vmdr_checkpoint_redefine (run->dom, pd->checkpoint_xml) : -ENOENT;
+  if (r == 0) {
+    warn (run->res, "libvirt had lost checkpoint '%s': redefined it from the repository", run->from);
+    return;
+  }
+  warn (run->res, "checkpoint '%s' is gone and cannot be redefined (%s): taking a full backup",
+        run->from, r == -ENOENT ? "not recorded" : vmdr_virt_error ());
+  run->from[0] = '\0';
+  memset (run->incremental, 0, sizeof run->incremental);
+}
+
+/* A job left by a killed run of ours is ended; anyone else's is not ours. */
+static int
+clear_orphan_job (struct run *run)
+{
+  _cleanup_free_ char *xml = NULL;
+  int r = vmdr_backup_running (run->dom);
+
+  if (r <= 0)
+    return r < 0 ? fail (run->res, r, "cannot ask libvirt about backup jobs: %s", vmdr_virt_error ()) : 0;
+  xml = virDomainBackupGetXMLDesc (run->dom, 0);
+  if (xml == NULL || strstr (xml, "vmdr-scratch-") == NULL)
+    return fail (run->res, -EBUSY, "another backup job is running on '%s'", run->info.name);
+  if ((r = vmdr_backup_end (run->dom)) < 0)
+    return fail (run->res, r, "cannot end the job a killed run left: %s", vmdr_virt_error ());
+  warn (run->res, "ended a backup job that an interrupted run had left");
+  return 0;
+}
+
+/* ---- the backup ----------------------------------------------------------- */
+
+static int
+begin (struct run *run, struct vmdr_manifest *m)
+{
+  struct vmdr_backup_spec spec = {
+    .socket = run->socket, .scratch_dir = run->o->scratch_dir, .domain = &run->info,
+    .selected = run->selected, .incremental = run->incremental,
+    .incremental_from = run->from[0] ? run->from : NULL, .checkpoint = run->checkpoint,
+  };
+  struct timeval tv;
+  int r;
+
+  gettimeofday (&tv, NULL);
+  if ((r = vmdr_manifest_start (m, run->info.name, tv.tv_sec, (unsigned) (tv.tv_usec / 1000))) < 0)
+    return fail (run->res, r, "invalid domain name '%s'", run->info.name);
+  snprintf (run->checkpoint, sizeof run->checkpoint, "%s%s", VMDR_CHECKPOINT_PREFIX,
+            strrchr (m->id, '/') + 1);
+  snprintf (run->socket, sizeof run->socket, "%s/vmdr-%ld.sock", run->o->scratch_dir, (long) getpid ());
+  unlink (run->socket);
+  if ((r = vmdr_backup_begin (run->dom, &spec)) < 0)
+    return fail (run->res, r, "cannot begin the backup of '%s': %s", run->info.name, vmdr_virt_error ());
+  run->job = true;
+  return 0;
+}
+
+static int
+read_disk (struct run *run, size_t i, struct vmdr_manifest_disk *md)
+{
+  const struct vmdr_domain_disk *d = &run->info.disks[i];
+  const struct vmdr_repo_config *cfg = vmdr_repo_config (run->repo);
+  struct vmdr_nbd_source src = { .socket = run->socket, .export = d->target };
+  _cleanup_free_ struct vmdr_chunk_range *ranges = NULL;
+  const struct vmdr_manifest_disk *pd = run->incremental[i] ? parent_disk (&run->parent, d->target) : NULL;
+  struct vmdr_disk_write_stats st;
+  struct vmdr_disk_tree parent, t;
+  char bitmap[64];
+  uint64_t size;
+  size_t n;
+  int r;
+
+  snprintf (bitmap, sizeof bitmap, "backup-%s", d->target);
+  r = vmdr_nbd_chunk_ranges (run->socket, d->target, pd ? bitmap : NULL, cfg->chunk_size,
+                             &size, &ranges, &n);
+  if (r < 0)
+    return fail (run->res, r, "cannot read the extents of disk '%s': %s", d->target,
+                 vmdr_nbd_last_error ());
+  if (pd)
+    vmdr_manifest_disk_tree (pd, &parent);
+  struct vmdr_disk_source s = { .virtual_size = size, .read = vmdr_nbd_source_read,
+                                .opaque = &src, .ranges = ranges, .nranges = n };
+  r = vmdr_disk_write (run->repo, &s, pd ? &parent : NULL, run->o->threads,
+                       run->o->progress, run->o->popaque, &t, &st);
+  vmdr_nbd_source_close (&src);
+  if (r < 0)
+    return fail (run->res, r, "cannot back up disk '%s': %s", d->target, strerror (-r));
+  *md = (struct vmdr_manifest_disk) { .virtual_size = t.virtual_size, .chunk_size = t.chunk_size,
+                                      .fanout = t.fanout, .depth = t.depth, .root = t.root,
+                                      .bytes_read = st.bytes_read, .bytes_new = st.bytes_new };
+  snprintf (md->target, sizeof md->target, "%s", d->target);
+  snprintf (md->format, sizeof md->format, "%s", d->format[0] ? d->format : "raw");
+  run->res->bytes_read += st.bytes_read;
+  run->res->bytes_new += st.bytes_new;
+  return 0;
+}
+
+static int
+read_disks (struct run *run, struct vmdr_manifest *m)
+{
+  int r;
+
+  m->disks = calloc (run->nselected, sizeof *m->disks);
+  if (m->disks == NULL)
+    return fail (run->res, -ENOMEM, "out of memory");
+  for (size_t i = 0; i < run->info.ndisks; i++) {
+    if (!run->selected[i])
+      continue;
+    if ((r = read_disk (run, i, &m->disks[m->ndisks])) < 0)
+      return r;
+    m->ndisks++;
+  }
+  return 0;
+}
+
+/* The checkpoint's XML goes into every disk that has a bitmap in it. */
+static int
+record_checkpoint (struct run *run, struct vmdr_manifest *m)
+{
+  _cleanup_free_ char *xml = NULL;
+  int r;
+
+  if (vmdr_checkpoint_exists (run->dom, run->checkpoint) != 1)
+    return 0;                   /* no qcow2 disk: no checkpoint */
+  if ((r = vmdr_checkpoint_xml (run->dom, run->checkpoint, &xml)) < 0)
+    return fail (run->res, r, "cannot read checkpoint '%s': %s", run->checkpoint, vmdr_virt_error ());
+  for (size_t i = 0, k = 0; i < run->info.ndisks; i++) {
+    if (!run->selected[i])
+      continue;
+    struct vmdr_manifest_disk *md = &m->disks[k++];
+    if (strcmp (run->info.disks[i].format, "qcow2") != 0)
+      continue;
+    md->checkpoint_name = strdup (run->checkpoint);
+    md->checkpoint_xml = strdup (xml);
+    if (md->checkpoint_name == NULL || md->checkpoint_xml == NULL)
+      return fail (run->res, -ENOMEM, "out of memory");
+  }
+  return 0;
+}
+
+static int
+commit (struct run *run, struct vmdr_manifest *m)
+{
+  int r;
+
+  if ((r = vmdr_repo_flush (run->repo)) < 0)
+    return fail (run->res, r, "cannot write to the repository: %s", strerror (-r));
+  if ((r = record_checkpoint (run, m)) < 0)
+    return r;
+  m->kind = run->from[0] ? VMDR_KIND_INCREMENTAL : VMDR_KIND_FULL;
+  m->consistency = VMDR_CRASH;
+  snprintf (m->uuid, sizeof m->uuid, "%s", run->info.uuid);
+  if (run->from[0])
+    snprintf (m->parent, sizeof m->parent, "%s", run->parent.id);
+  if ((m->domain_xml = strdup (run->domain_xml)) == NULL)
+    return fail (run->res, -ENOMEM, "out of memory");
+  if ((r = vmdr_manifest_put (run->repo, m)) < 0)
+    return fail (run->res, r, "cannot write the manifest: %s", strerror (-r));
+  return 0;
+}
+
+static int
+locked (struct run *run)
+{
+  struct vmdr_manifest *m = &run->res->m;
+  size_t deleted;
+  int r;
+
+  if ((r = find_parent (run)) < 0 || (r = clear_orphan_job (run)) < 0)
+    return r;
+  if (!run->o->full)
+    plan_chain (run);
+  if (!run->o->full && run->parent.id[0] && run->from[0] == '\0')
+    warn (run->res, "no disk of '%s' has a usable checkpoint: taking a full backup", run->info.name);
+  ensure_checkpoint (run);
+  if ((r = begin (run, m)) < 0)
+    return r;
+  r = read_disks (run, m);
+  if (r == 0)
+    r = commit (run, m);
+  if (run->job && vmdr_backup_end (run->dom) < 0 && r == 0)
+    warn (run->res, "cannot end the backup job: %s", vmdr_virt_error ());
+  unlink (run->socket);
+  if (r == 0 && vmdr_checkpoints_prune (run->dom, run->checkpoint, &deleted) < 0)
+    warn (run->res, "cannot delete older checkpoints: %s", vmdr_virt_error ());
+  run->res->incremental = r == 0 && run->from[0];
+  return r;
+}
+
+int
+vmdr_snapshot_live (virConnectPtr conn, const char *domain, struct vmdr_repo *repo,
+                    const struct vmdr_live_opts *o, struct vmdr_live_result *res)
+{
+  struct run run = { .repo = repo, .o = o, .res = res };
+  struct vmdr_lock_holder holder;
+  struct vmdr_lock *lock = NULL;
+  bool took_over = false;
+  int r;
+
+  memset (res, 0, sizeof *res);
+  r = load_domain (&run, conn, domain);
+  if (r == 0) {
+    r = vmdr_writer_lock (repo, run.info.name, &lock, &holder, &took_over);
+    if (r == -EBUSY)
+      fail (res, r, "another run holds the lock of '%s' (pid %d on %s since %s)",
+            run.info.name, (int) holder.pid, holder.host, holder.started);
+    else if (r < 0)
+      fail (res, r, "cannot lock '%s' in the repository: %s", run.info.name, strerror (-r));
+  }
+  if (r == 0) {
+    if (took_over)
+      warn (res, "took over the lock of a run that died (pid %d)", (int) holder.pid);
+    r = locked (&run);
+    vmdr_lock_release (lock);
+  }
+  if (r < 0)
+    vmdr_manifest_clear (&res->m);
+  vmdr_manifest_clear (&run.parent);
+  vmdr_domain_info_clear (&run.info);
+  free (run.domain_xml);
+  if (run.dom)
+    virDomainFree (run.dom);
+  return r;
+}

@@ -1,0 +1,50 @@
+/* A snapshot of a running domain: libvirt's pull-mode backup, read over
+ * NBD into the repository, incremental when a valid chain exists.
+ *
+ * The chain's truth is the repository: each manifest records, per disk, the
+ * checkpoint taken with it and that checkpoint's XML.  When libvirt lost the
+ * checkpoint it is redefined from there; when the bitmaps cannot back an
+ * incremental, a full backup is taken and the reason given.
+ */
+#ifndef VMDR_LIVE_H
+#define VMDR_LIVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <libvirt/libvirt.h>
+
+#include "manifest.h"
+#include "snapshot.h"
+
+#define VMDR_MAX_WARNINGS 8
+
+struct vmdr_live_opts {
+  bool full;                    /* never incremental */
+  const char *const *disks;     /* targets to back up; NULL: all real disks */
+  size_t ndisks;
+  const char *scratch_dir;      /* scratch files and the NBD socket */
+  unsigned threads;
+  vmdr_progress_fn progress;
+  void *popaque;
+};
+
+struct vmdr_live_result {
+  struct vmdr_manifest m;       /* the committed snapshot; clear it */
+  bool incremental;
+  char warnings[VMDR_MAX_WARNINGS][256];   /* what was done instead, and why */
+  size_t nwarnings;
+  uint64_t bytes_read, bytes_new;
+  /* On failure: what failed, for the tool's one-line message. */
+  char error[512];
+};
+
+/* Snapshot DOMAIN on CONN into REPO.  0 (res->nwarnings says whether it
+ * went as asked), -ENOENT (no such domain or disk), -ENOTSUP (the domain is
+ * not running), -EBUSY (another run holds the domain's lock, or a foreign
+ * backup job runs), or another -errno; res->error describes failures. */
+int vmdr_snapshot_live (virConnectPtr conn, const char *domain,
+                        struct vmdr_repo *repo, const struct vmdr_live_opts *o,
+                        struct vmdr_live_result *res);
+
+#endif
