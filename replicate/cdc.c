@@ -1,12 +1,13 @@
 #include <config.h>
 
 #include <errno.h>
+#include <string.h>
 
 #include "cdc.h"
 
-/* The gear table of the format: splitmix64 from VMDR_CDC_GEAR_SEED, written
- * out rather than generated so that no edit can change it unnoticed (the
- * unit tests regenerate it and compare). */
+/* The format's gear table: splitmix64 from VMDR_CDC_GEAR_SEED, written out
+ * rather than computed so that no edit changes it unnoticed (the unit tests
+ * regenerate it and compare). */
 static const uint64_t gear[256] = {
   0x93b88a5d507a02a7ull, 0xbc618d6a90d5e871ull, 0x697358a98c510ddeull,
   0xbf81ba8644150cceull, 0x488c6cdfe89e37d6ull, 0xeb1434c0f6c868a1ull,
@@ -95,6 +96,9 @@ static const uint64_t gear[256] = {
   0x9a4d8d8fbc1d8989ull, 0xf4e88d0589a62c88ull, 0xaf149848663ea172ull,
   0x99d147e3062a3073ull
 };
+/* The hash of a window of 64 zero bytes, G[0] * (2^64 - 1): a zero byte
+ * keeps it, so it marks a run of at least 64 zero bytes. */
+#define ZERO_WINDOW (UINT64_C (0) - UINT64_C (0x93b88a5d507a02a7))
 
 uint64_t
 vmdr_cdc_gear (unsigned i)
@@ -120,8 +124,6 @@ vmdr_cdc_init (struct vmdr_cdc *c, uint32_t min, uint32_t avg, uint32_t max)
     return -EINVAL;
   while ((UINT32_C (1) << bits) < avg)
     bits++;
-  if (bits <= VMDR_CDC_NORMAL_LEVEL)
-    return -EINVAL;
   *c = (struct vmdr_cdc) {
     .min = min, .avg = avg, .max = max,
     .mask_s = top_bits (bits + VMDR_CDC_NORMAL_LEVEL),
@@ -137,6 +139,12 @@ vmdr_cdc_reset (struct vmdr_cdc *c)
   c->h = 0;
 }
 
+static size_t
+min_size (size_t a, size_t b)
+{
+  return a < b ? a : b;
+}
+
 /* Hash N bytes without looking for a cut: the window before the minimum. */
 static uint64_t
 warm (uint64_t h, const uint8_t *p, size_t n)
@@ -147,7 +155,8 @@ warm (uint64_t h, const uint8_t *p, size_t n)
 }
 
 /* Hash up to N bytes; the number of bytes up to and including the first
- * whose hash has no bit of MASK set, or 0 when none has.  The hot loop. */
+ * whose window may end the chunk (no bit of MASK set) or is all zero, or 0
+ * when there is none.  The hot loop: everything else is rare. */
 static size_t
 scan (uint64_t *hp, const uint8_t *p, size_t n, uint64_t mask)
 {
@@ -155,7 +164,7 @@ scan (uint64_t *hp, const uint8_t *p, size_t n, uint64_t mask)
 
   for (size_t i = 0; i < n; i++) {
     h = (h << 1) + gear[p[i]];
-    if (__builtin_expect ((h & mask) == 0, 0)) {
+    if (__builtin_expect ((h & mask) == 0 || h == ZERO_WINDOW, 0)) {
       *hp = h;
       return i + 1;
     }
@@ -164,35 +173,53 @@ scan (uint64_t *hp, const uint8_t *p, size_t n, uint64_t mask)
   return 0;
 }
 
+/* Leading zero bytes of P[0 .. n), a word at a time: zero runs in memory
+ * images go on for gigabytes. */
 static size_t
-min_size (size_t a, size_t b)
+zero_prefix (const uint8_t *p, size_t n)
 {
-  return a < b ? a : b;
+  size_t i = 0;
+
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy (&w, p + i, 8);
+    if (w != 0)
+      break;
+  }
+  while (i < n && p[i] == 0)
+    i++;
+  return i;
 }
 
-/* Bytes [pos, pos + n) of the chunk, pos < max: one phase of the rule at a
- * time (skip, warm, strict mask, loose mask).  The bytes taken and whether
- * the chunk ends after them. */
+/* The bytes of P[0 .. n) that belong to the current chunk, one phase of the
+ * rule at a time: not hashed (more than a window below min), hashed only
+ * (the window below min), in a zero run, or looking for a cut with the
+ * strict mask (length <= avg) or the loose one. */
 static size_t
 step (struct vmdr_cdc *c, const uint8_t *p, size_t n, bool *cut)
 {
   uint32_t pos = c->pos;
   size_t k, r;
 
-  *cut = false;
-  if (pos < c->min - VMDR_CDC_WINDOW) {         /* cannot cut, not hashed */
+  if (pos < c->min - VMDR_CDC_WINDOW)
     k = min_size (n, c->min - VMDR_CDC_WINDOW - pos);
-  }
-  else if (pos < c->min - 1) {                  /* the window before min */
+  else if (pos < c->min - 1) {
     k = min_size (n, c->min - 1 - pos);
     c->h = warm (c->h, p, k);
   }
-  else {
-    bool strict = pos < c->avg;                 /* length pos + 1 <= avg */
-    k = min_size (n, (strict ? c->avg : c->max) - pos);
-    if ((r = scan (&c->h, p, k, strict ? c->mask_s : c->mask_l)) != 0) {
-      k = r;
+  else if (pos >= c->min && c->h == ZERO_WINDOW) {
+    /* Zero bytes keep the hash; the first other byte starts a chunk. */
+    k = zero_prefix (p, min_size (n, c->max - pos));
+    if (k < n && pos + k < c->max && p[k] != 0)
       *cut = true;
+  }
+  else {
+    bool strict = pos < c->avg;
+    k = min_size (n, (strict ? c->avg : c->max) - pos);
+    r = scan (&c->h, p, k, strict ? c->mask_s : c->mask_l);
+    if (r != 0) {               /* a cut, or a zero run starts */
+      k = r;
+      *cut = c->h != ZERO_WINDOW;
     }
   }
   c->pos = pos + (uint32_t) k;
@@ -208,7 +235,7 @@ vmdr_cdc_feed (struct vmdr_cdc *c, const void *buf, size_t len, bool *cut)
   size_t done = 0;
 
   *cut = false;
-  while (done < len && !*cut)
+  while (!*cut && done < len)
     done += step (c, p + done, len - done, cut);
   if (*cut)
     vmdr_cdc_reset (c);
