@@ -84,9 +84,10 @@ verify_one (struct vmdr_repo *repo, const char *id, const struct opts *o,
                 m.disks[res.tree_disk].target, damage_text (res.tree_err));
     else {
       vmdr_digest_to_hex (&res.damage[0].digest, hex);
-      snprintf (why, sizeof why, "%llu chunk%s damaged; first: disk %s offset %llu chunk %s: %s",
+      size_t k = res.damage[0].disk;
+      snprintf (why, sizeof why, "%llu chunk%s damaged; first: %s %s offset %llu chunk %s: %s",
                 (unsigned long long) res.damaged_chunks, res.damaged_chunks == 1 ? "" : "s",
-                m.disks[res.damage[0].disk].target,
+                k < m.ndisks ? "disk" : "the", k < m.ndisks ? m.disks[k].target : "memory image",
                 (unsigned long long) res.damage[0].offset, hex,
                 damage_text (res.damage[0].err));
     }

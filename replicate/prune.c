@@ -102,6 +102,16 @@ mark_leaf (void *opaque, uint64_t first, uint64_t count, const struct vmdr_diges
 }
 
 static int
+mark_stream_leaf (void *opaque, uint64_t offset, const struct vmdr_stream_entry *e, size_t n)
+{
+  (void) offset;
+  for (size_t i = 0; i < n; i++)
+    if (mark_leaf (opaque, 0, 1, &e[i].d) < 0)
+      return -ENOMEM;
+  return 0;
+}
+
+static int
 mark_all (struct vmdr_repo *repo, struct vmdr_digest_set *live, struct vmdr_gc_stats *st)
 {
   struct mark m = { .live = live };
@@ -124,6 +134,11 @@ mark_all (struct vmdr_repo *repo, struct vmdr_digest_set *live, struct vmdr_gc_s
       struct vmdr_disk_tree t;
       vmdr_manifest_disk_tree (&man.disks[d], &t);
       r = vmdr_disk_tree_walk_nodes (repo, z, &t, mark_node, mark_leaf, &m);
+    }
+    if (r == 0 && man.memory.present) {
+      struct vmdr_stream_tree st_;
+      vmdr_manifest_memory_tree (&man.memory, &st_);
+      r = vmdr_stream_tree_walk_nodes (repo, z, &st_, mark_node, mark_stream_leaf, &m);
     }
     vmdr_manifest_clear (&man);
     st->snapshots++;

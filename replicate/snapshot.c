@@ -23,6 +23,41 @@ vmdr_manifest_disk_tree (const struct vmdr_manifest_disk *d, struct vmdr_disk_tr
                                  .depth = d->depth, .root = d->root };
 }
 
+void
+vmdr_manifest_memory_tree (const struct vmdr_manifest_memory *mem, struct vmdr_stream_tree *t)
+{
+  *t = (struct vmdr_stream_tree) { .size = mem->size, .fanout = mem->fanout,
+                                   .depth = mem->depth, .root = mem->root };
+}
+
+int
+vmdr_snapshot_write_memory (struct vmdr_repo *repo, int fd, unsigned threads,
+                            struct vmdr_manifest_memory *mem)
+{
+  struct vmdr_stream_write_stats st;
+  struct vmdr_stream_tree t;
+  int r;
+
+  r = vmdr_stream_write_fd (repo, fd, threads, NULL, NULL, &t, &st);
+  if (r < 0)
+    return r;
+  *mem = (struct vmdr_manifest_memory) { .present = true, .size = t.size, .fanout = t.fanout,
+                                         .depth = t.depth, .root = t.root,
+                                         .bytes_new = st.bytes_new };
+  return 0;
+}
+
+static int
+write_memory_file (struct vmdr_repo *repo, const char *path, unsigned threads,
+                   struct vmdr_manifest_memory *mem)
+{
+  _cleanup_close_ int fd = open (path, O_RDONLY | O_CLOEXEC);
+
+  if (fd < 0)
+    return -errno;
+  return vmdr_snapshot_write_memory (repo, fd, threads, mem);
+}
+
 static int
 image_size (int fd, uint64_t *size)
 {
@@ -103,6 +138,8 @@ fill_manifest (struct vmdr_repo *repo, const char *domain,
   for (size_t i = 0; i < n; i++, m->ndisks++)
     if ((r = write_image (repo, &disks[i], o, &m->disks[i])) < 0)
       return r;
+  if (o->memory && (r = write_memory_file (repo, o->memory, o->threads, &m->memory)) < 0)
+    return r;
   /* The visibility rule: every chunk and node durable before the manifest. */
   return vmdr_repo_flush (repo);
 }

@@ -9,6 +9,7 @@
 
 #include "disk-io.h"
 #include "manifest.h"
+#include "stream-index.h"
 
 struct vmdr_image_disk {
   const char *target;           /* "vda" */
@@ -22,6 +23,7 @@ struct vmdr_snapshot_opts {
   const char *domain_xml;       /* may be NULL */
   vmdr_progress_fn progress;    /* may be NULL */
   void *popaque;
+  const char *memory;           /* a memory image (any file) to store, or NULL */
 };
 
 struct vmdr_snapshot_stats {
@@ -52,6 +54,15 @@ struct vmdr_lock_holder;
 int vmdr_writer_lock (struct vmdr_repo *repo, const char *domain,
                       struct vmdr_lock **out, struct vmdr_lock_holder *holder,
                       bool *took_over);
+
+/* Store the stream read from FD as M's memory image (flush before the
+ * manifest).  0 or -errno. */
+int vmdr_snapshot_write_memory (struct vmdr_repo *repo, int fd, unsigned threads,
+                                struct vmdr_manifest_memory *mem);
+
+/* The stream tree of a manifest's memory image. */
+void vmdr_manifest_memory_tree (const struct vmdr_manifest_memory *mem,
+                                struct vmdr_stream_tree *t);
 
 /* The disk tree recorded for disk D of a manifest. */
 void vmdr_manifest_disk_tree (const struct vmdr_manifest_disk *d,

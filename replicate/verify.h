@@ -24,7 +24,7 @@ size_t vmdr_digest_set_count (const struct vmdr_digest_set *s);
 bool vmdr_digest_set_contains (const struct vmdr_digest_set *s, const struct vmdr_digest *d);
 
 struct vmdr_verify_damage {
-  size_t disk;                  /* index into the manifest's disks */
+  size_t disk;                  /* index into the manifest's disks; ndisks: memory */
   uint64_t offset;              /* byte offset of the chunk in the disk */
   struct vmdr_digest digest;
   int err;                      /* -EBADMSG, -EILSEQ, -ENOENT */

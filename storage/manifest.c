@@ -208,6 +208,21 @@ disk_json (const struct vmdr_manifest_disk *d)
   return o;
 }
 
+static json_object *
+memory_json (const struct vmdr_manifest_memory *mem)
+{
+  json_object *o = json_object_new_object ();
+  char hex[VMDR_DIGEST_HEX_LEN + 1];
+
+  vmdr_digest_to_hex (&mem->root, hex);
+  add_u64 (o, "size", mem->size);
+  add_u64 (o, "fanout", mem->fanout);
+  add_u64 (o, "depth", mem->depth);
+  add_str (o, "root", hex);
+  add_u64 (o, "bytes_new", mem->bytes_new);
+  return o;
+}
+
 int
 vmdr_manifest_format (const struct vmdr_manifest *m, char **json)
 {
@@ -232,7 +247,7 @@ vmdr_manifest_format (const struct vmdr_manifest *m, char **json)
   for (size_t i = 0; i < m->ndisks; i++)
     json_object_array_add (disks, disk_json (&m->disks[i]));
   json_object_object_add (o, "disks", disks);
-  json_object_object_add (o, "memory", NULL);
+  json_object_object_add (o, "memory", m->memory.present ? memory_json (&m->memory) : NULL);
   add_str (o, "domain_xml", m->domain_xml);
   s = json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
   *json = s ? strdup (s) : NULL;
@@ -341,8 +356,32 @@ parse_disk (json_object *o, struct vmdr_manifest_disk *d)
 }
 
 static int
+parse_memory (json_object *o, struct vmdr_manifest_memory *mem)
+{
+  char hex[VMDR_DIGEST_HEX_LEN + 1];
+  uint64_t fanout, depth;
+  int r;
+
+  if (o == NULL)
+    return 0;                   /* null: no memory image */
+  if (!json_object_is_type (o, json_type_object) ||
+      (r = get_u64 (o, "size", INT64_MAX, &mem->size)) < 0 ||
+      (r = get_u64 (o, "fanout", 4096, &fanout)) < 0 ||
+      (r = get_u64 (o, "depth", 64, &depth)) < 0 ||
+      (r = get_strbuf (o, "root", hex, sizeof hex, false)) < 0 ||
+      (r = get_u64 (o, "bytes_new", INT64_MAX, &mem->bytes_new)) < 0 ||
+      vmdr_digest_from_hex (hex, &mem->root) < 0)
+    return -EBADMSG;
+  mem->fanout = (uint32_t) fanout;
+  mem->depth = (uint32_t) depth;
+  mem->present = true;
+  return 0;
+}
+
+static int
 parse_members (json_object *o, struct vmdr_manifest *m)
 {
+  json_object *memory = NULL;
   json_object *dom, *disks;
   char fmt[32], domain_check[VMDR_DOMAIN_NAME_MAX + 1];
   const char *t;
@@ -371,6 +410,8 @@ parse_members (json_object *o, struct vmdr_manifest *m)
     return -EBADMSG;
   m->kind = kind;
   m->consistency = cons;
+  if (json_object_object_get_ex (o, "memory", &memory) && (r = parse_memory (memory, &m->memory)) < 0)
+    return r;
   if (!json_object_object_get_ex (o, "disks", &disks) ||
       !json_object_is_type (disks, json_type_array) ||
       json_object_array_length (disks) > VMDR_MAX_DISKS)

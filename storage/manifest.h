@@ -36,6 +36,15 @@ struct vmdr_manifest_disk {
   char *checkpoint_xml;         /* NULL: none */
 };
 
+/* A memory image (or another byte stream) stored with the snapshot. */
+struct vmdr_manifest_memory {
+  bool present;
+  uint64_t size;
+  uint32_t fanout, depth;
+  struct vmdr_digest root;
+  uint64_t bytes_new;
+};
+
 struct vmdr_manifest {
   char id[VMDR_SNAPSHOT_ID_MAX];
   char domain[VMDR_DOMAIN_NAME_MAX + 1];
@@ -48,6 +57,7 @@ struct vmdr_manifest {
   struct vmdr_manifest_disk *disks;
   size_t ndisks;
   char *domain_xml;             /* NULL: none */
+  struct vmdr_manifest_memory memory;
 };
 
 /* Free the members and zero *m.  NULL is fine. */

@@ -2,8 +2,11 @@
  * snapshot and to get a disk back, through the library entry points (until
  * vmdr-snapshot and vmdr-restore exist).
  *
- *   repo-image put REPO DOMAIN TARGET=IMAGE... [-j N]   prints the snapshot id
- *   repo-image get REPO SNAPSHOT TARGET OUTPUT [-j N]   sparse raw output
+ *   repo-image put REPO DOMAIN TARGET=IMAGE... [memory=FILE] [-j N]
+ *                                                        prints the snapshot id
+ *   repo-image get REPO SNAPSHOT TARGET OUTPUT [-j N]   sparse raw output;
+ *                                                        TARGET "memory": the
+ *                                                        memory image
  */
 #include <config.h>
 
@@ -29,6 +32,7 @@ put (struct vmdr_repo *repo, const char *domain, char **specs, int n, unsigned j
   struct vmdr_image_disk disks[VMDR_MAX_DISKS];
   struct vmdr_snapshot_opts o = { .threads = j };
   struct vmdr_manifest m;
+  size_t nd = 0;
   int r;
 
   if (n < 1 || n > VMDR_MAX_DISKS)
@@ -38,13 +42,39 @@ put (struct vmdr_repo *repo, const char *domain, char **specs, int n, unsigned j
     if (eq == NULL)
       return die (specs[i], -EINVAL);
     *eq = '\0';
-    disks[i] = (struct vmdr_image_disk) { .target = specs[i], .path = eq + 1 };
+    if (strcmp (specs[i], "memory") == 0)
+      o.memory = eq + 1;
+    else
+      disks[nd++] = (struct vmdr_image_disk) { .target = specs[i], .path = eq + 1 };
   }
-  r = vmdr_snapshot_write_images (repo, domain, disks, (size_t) n, &o, &m, NULL);
+  r = vmdr_snapshot_write_images (repo, domain, disks, nd, &o, &m, NULL);
   if (r < 0)
     return die ("put", r);
   printf ("%s\n", m.id);
   vmdr_manifest_clear (&m);
+  return 0;
+}
+
+static int
+get_memory (struct vmdr_repo *repo, struct vmdr_manifest *m, const char *out, unsigned j)
+{
+  struct vmdr_stream_tree t;
+  struct vmdr_restore_error err;
+  int fd, r;
+
+  if (!m->memory.present)
+    return die ("memory", -ENOENT);
+  vmdr_manifest_memory_tree (&m->memory, &t);
+  fd = open (out, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0)
+    return die (out, -errno);
+  r = vmdr_stream_restore (repo, &t, fd, j, NULL, &err);
+  close (fd);
+  vmdr_manifest_clear (m);
+  if (r < 0) {
+    unlink (out);
+    return die ("memory", r);
+  }
   return 0;
 }
 
@@ -61,6 +91,8 @@ get (struct vmdr_repo *repo, const char *sel, const char *target, const char *ou
   if ((r = vmdr_snapshot_resolve (repo, sel, id)) < 0 ||
       (r = vmdr_manifest_get (repo, id, &m)) < 0)
     return die (sel, r);
+  if (strcmp (target, "memory") == 0)
+    return get_memory (repo, &m, out, j);
   for (size_t i = 0; i < m.ndisks; i++) {
     if (strcmp (m.disks[i].target, target) != 0)
       continue;
