@@ -36,6 +36,11 @@ usage (FILE *fp, int status)
 "      --auto             incremental when possible, else full (the default)\n"
 "      --full             a full backup, starting a new chain\n"
 "      --disks=vda,vdb    back up only these disks (default: every writable disk)\n"
+"      --memory           capture RAM too, at the same point as the disks (the\n"
+"                         guest pauses briefly; the pause is reported)\n"
+"      --quiesce          freeze the guest's file systems through its agent\n"
+"                         around the backup point; without an agent, a warning\n"
+"      --require-quiesce  the same, but fail without an agent\n"
 "      --scratch-dir=DIR  where libvirt keeps scratch files during the backup\n"
 "                         (default /var/tmp)\n"
 "  -j, --jobs=N           parallel readers and compressors (default 2)\n"
@@ -88,6 +93,9 @@ result_json (const char *domain, int r, const struct vmdr_live_result *res, doub
   json_object_object_add (o, "seconds", json_object_new_double (secs));
   json_object_object_add (o, "bytes_read", json_object_new_int64 ((int64_t) res->bytes_read));
   json_object_object_add (o, "bytes_new", json_object_new_int64 ((int64_t) res->bytes_new));
+  json_object_object_add (o, "consistency", r == 0 ? json_object_new_string (vmdr_consistency_name (res->m.consistency)) : NULL);
+  json_object_object_add (o, "pause_ms", json_object_new_double (res->pause_ms));
+  json_object_object_add (o, "memory_bytes", json_object_new_int64 ((int64_t) res->memory_bytes));
   for (size_t i = 0; r == 0 && i < res->m.ndisks; i++) {
     json_object *dj = json_object_new_object ();
     json_object_object_add (dj, "target", json_object_new_string (res->m.disks[i].target));
@@ -144,7 +152,7 @@ quiet_libvirt (void *opaque, virErrorPtr e)
 int
 main (int argc, char **argv)
 {
-  enum { AUTO = CHAR_MAX + 1, FULL, DISKS, SCRATCH, JSON };
+  enum { AUTO = CHAR_MAX + 1, FULL, DISKS, SCRATCH, JSON, MEMORY, QUIESCE, REQUIRE_QUIESCE };
   static const struct option lopts[] = {
     { "connect", required_argument, NULL, 'c' },
     { "repo", required_argument, NULL, 'r' },
@@ -152,6 +160,9 @@ main (int argc, char **argv)
     { "full", no_argument, NULL, FULL },
     { "disks", required_argument, NULL, DISKS },
     { "scratch-dir", required_argument, NULL, SCRATCH },
+    { "memory", no_argument, NULL, MEMORY },
+    { "quiesce", no_argument, NULL, QUIESCE },
+    { "require-quiesce", no_argument, NULL, REQUIRE_QUIESCE },
     { "jobs", required_argument, NULL, 'j' },
     { "json", no_argument, NULL, JSON },
     { "quiet", no_argument, NULL, 'q' },
@@ -177,6 +188,9 @@ main (int argc, char **argv)
     case FULL: o.live.full = true; break;
     case DISKS: parse_disks (&o, optarg); break;
     case SCRATCH: o.live.scratch_dir = optarg; break;
+    case MEMORY: o.live.memory = true; break;
+    case QUIESCE: o.live.quiesce = true; break;
+    case REQUIRE_QUIESCE: o.live.quiesce = o.live.require_quiesce = true; break;
     case 'j':
       errno = 0;
       jobs = strtol (optarg, &end, 10);

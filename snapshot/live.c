@@ -1,6 +1,8 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <time.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,7 +33,8 @@ struct run {
   char from[64];                /* checkpoint to increment from; "" = full */
   char checkpoint[64];
   char socket[PATH_MAX];
-  bool job;
+  char memfile[PATH_MAX];
+  bool job, frozen, quiesced;
 };
 
 static void __attribute__((format (printf, 2, 3)))
@@ -198,6 +201,108 @@ clear_orphan_job (struct run *run)
   return 0;
 }
 
+/* ---- the point in time ----------------------------------------------------- */
+
+#define AGENT_TIMEOUT_S 10
+
+static double
+mono_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Freeze the guest's file systems; without an agent, a warning (or a
+ * failure when required).  The agent gets a bounded time to answer. */
+static int
+freeze (struct run *run)
+{
+  if (!run->o->quiesce && !run->o->require_quiesce)
+    return 0;
+  if (run->o->memory) {
+    warn (run->res, "--quiesce ignored with --memory: the memory image makes the point consistent");
+    return 0;
+  }
+  virDomainAgentSetResponseTimeout (run->dom, AGENT_TIMEOUT_S, 0);
+  if (virDomainFSFreeze (run->dom, NULL, 0, 0) >= 0) {
+    run->frozen = run->quiesced = true;
+    return 0;
+  }
+  if (run->o->require_quiesce)
+    return fail (run->res, -EIO, "cannot quiesce '%s': %s", run->info.name, vmdr_virt_error ());
+  warn (run->res, "cannot quiesce '%s' (%s): the snapshot is crash-consistent",
+        run->info.name, vmdr_virt_error ());
+  return 0;
+}
+
+/* Every path out of the point in time thaws: the guest must not stay frozen. */
+static void
+thaw (struct run *run)
+{
+  if (run->frozen && virDomainFSThaw (run->dom, NULL, 0, 0) < 0)
+    warn (run->res, "cannot thaw '%s': %s", run->info.name, vmdr_virt_error ());
+  run->frozen = false;
+}
+
+/* A live snapshot with memory and every disk 'manual': QEMU writes RAM
+ * while the guest runs and pauses it at the end, the moment the disks'
+ * backup job must begin.  No libvirt snapshot metadata is kept. */
+static int
+save_memory (struct run *run)
+{
+  struct xbuf_simple { char *p; } x = { NULL };
+  size_t len = 0;
+  FILE *f;
+
+  snprintf (run->memfile, sizeof run->memfile, "%s/vmdr-mem-%ld.save", run->o->scratch_dir,
+            (long) getpid ());
+  unlink (run->memfile);
+  f = open_memstream (&x.p, &len);
+  if (f == NULL)
+    return fail (run->res, -ENOMEM, "out of memory");
+  fprintf (f, "<domainsnapshot><memory snapshot='external' file='%s'/><disks>", run->memfile);
+  for (size_t i = 0; i < run->info.ndisks; i++)
+    fprintf (f, "<disk name='%s' snapshot='%s'/>", run->info.disks[i].target,
+             run->info.disks[i].is_disk ? "manual" : "no");
+  fprintf (f, "</disks></domainsnapshot>");
+  fclose (f);
+  virDomainSnapshotPtr snap =
+    virDomainSnapshotCreateXML (run->dom, x.p, VIR_DOMAIN_SNAPSHOT_CREATE_LIVE |
+                                VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA);
+  free (x.p);
+  if (snap == NULL)
+    return fail (run->res, -EIO, "cannot capture the memory of '%s': %s", run->info.name,
+                 vmdr_virt_error ());
+  virDomainSnapshotFree (snap);
+  return 0;
+}
+
+/* After a memory capture QEMU leaves the disks inactive: their bitmaps are
+ * written out and not loaded again until something activates the disks,
+ * so an incremental backup job would find its bitmap missing.  Starting a
+ * block job activates them without resuming the guest: a throw-away full
+ * job, ended at once, is the supported way to do that through libvirt 9. */
+static int
+reactivate_disks (struct run *run, const struct vmdr_backup_spec *spec)
+{
+  struct vmdr_backup_spec wake = *spec;
+  char sock[PATH_MAX + 8];
+  int r;
+
+  snprintf (sock, sizeof sock, "%s.wake", run->socket);
+  wake.socket = sock;
+  wake.incremental_from = NULL;
+  wake.checkpoint = NULL;
+  if ((r = vmdr_backup_begin (run->dom, &wake)) < 0)
+    return fail (run->res, r, "cannot reactivate the disks of '%s' after the memory capture: %s",
+                 run->info.name, vmdr_virt_error ());
+  r = vmdr_backup_end (run->dom);
+  unlink (sock);
+  return r < 0 ? fail (run->res, r, "cannot end a job: %s", vmdr_virt_error ()) : 0;
+}
+
 /* ---- the backup ----------------------------------------------------------- */
 
 static int
@@ -218,8 +323,20 @@ begin (struct run *run, struct vmdr_manifest *m)
             strrchr (m->id, '/') + 1);
   snprintf (run->socket, sizeof run->socket, "%s/vmdr-%ld.sock", run->o->scratch_dir, (long) getpid ());
   unlink (run->socket);
-  if ((r = vmdr_backup_begin (run->dom, &spec)) < 0)
-    return fail (run->res, r, "cannot begin the backup of '%s': %s", run->info.name, vmdr_virt_error ());
+  if (run->o->memory && (r = save_memory (run)) < 0)
+    return r;
+  double paused = mono_ms ();
+  r = run->o->memory ? reactivate_disks (run, &spec) : 0;
+  if (r == 0)
+    r = freeze (run);
+  if (r == 0 && (r = vmdr_backup_begin (run->dom, &spec)) < 0)
+    fail (run->res, r, "cannot begin the backup of '%s': %s", run->info.name, vmdr_virt_error ());
+  thaw (run);
+  if (run->o->memory && virDomainResume (run->dom) < 0 && r == 0)
+    r = fail (run->res, -EIO, "cannot resume '%s': %s", run->info.name, vmdr_virt_error ());
+  run->res->pause_ms = run->o->memory ? mono_ms () - paused : 0;
+  if (r < 0)
+    return r;
   run->job = true;
   return 0;
 }
@@ -308,16 +425,34 @@ record_checkpoint (struct run *run, struct vmdr_manifest *m)
 }
 
 static int
+store_memory (struct run *run, struct vmdr_manifest *m)
+{
+  _cleanup_close_ int fd = open (run->memfile, O_RDONLY | O_CLOEXEC);
+  int r;
+
+  if (fd < 0)
+    return fail (run->res, -errno, "cannot open the memory image '%s': %m", run->memfile);
+  if ((r = vmdr_snapshot_write_memory (run->repo, fd, run->o->threads, &m->memory)) < 0)
+    return fail (run->res, r, "cannot store the memory image: %s", strerror (-r));
+  run->res->memory_bytes = m->memory.size;
+  run->res->bytes_new += m->memory.bytes_new;
+  return 0;
+}
+
+static int
 commit (struct run *run, struct vmdr_manifest *m)
 {
   int r;
 
+  if (run->o->memory && (r = store_memory (run, m)) < 0)
+    return r;
   if ((r = vmdr_repo_flush (run->repo)) < 0)
     return fail (run->res, r, "cannot write to the repository: %s", strerror (-r));
   if ((r = record_checkpoint (run, m)) < 0)
     return r;
   m->kind = run->from[0] ? VMDR_KIND_INCREMENTAL : VMDR_KIND_FULL;
-  m->consistency = VMDR_CRASH;
+  m->consistency = run->o->memory ? VMDR_WITH_MEMORY
+                 : run->quiesced ? VMDR_QUIESCED : VMDR_CRASH;
   snprintf (m->uuid, sizeof m->uuid, "%s", run->info.uuid);
   if (run->from[0])
     snprintf (m->parent, sizeof m->parent, "%s", run->parent.id);
@@ -350,6 +485,8 @@ locked (struct run *run)
   if (run->job && vmdr_backup_end (run->dom) < 0 && r == 0)
     warn (run->res, "cannot end the backup job: %s", vmdr_virt_error ());
   unlink (run->socket);
+  if (run->memfile[0])
+    unlink (run->memfile);
   if (r == 0 && vmdr_checkpoints_prune (run->dom, run->checkpoint, &deleted) < 0)
     warn (run->res, "cannot delete older checkpoints: %s", vmdr_virt_error ());
   run->res->incremental = r == 0 && run->from[0];

@@ -23,7 +23,10 @@ struct vmdr_live_opts {
   bool full;                    /* never incremental */
   const char *const *disks;     /* targets to back up; NULL: all real disks */
   size_t ndisks;
-  const char *scratch_dir;      /* scratch files and the NBD socket */
+  const char *scratch_dir;      /* scratch files, the NBD socket, the memory file */
+  bool quiesce;                 /* freeze file systems through the guest agent */
+  bool require_quiesce;         /* ... and fail without an agent */
+  bool memory;                  /* capture RAM at the same point as the disks */
   unsigned threads;
   vmdr_progress_fn progress;
   void *popaque;
@@ -35,6 +38,8 @@ struct vmdr_live_result {
   char warnings[VMDR_MAX_WARNINGS][256];   /* what was done instead, and why */
   size_t nwarnings;
   uint64_t bytes_read, bytes_new;
+  double pause_ms;              /* how long the guest was paused (--memory) */
+  uint64_t memory_bytes;        /* size of the memory image */
   /* On failure: what failed, for the tool's one-line message. */
   char error[512];
 };
