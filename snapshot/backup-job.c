@@ -216,17 +216,16 @@ vmdr_checkpoint_xml (virDomainPtr dom, const char *name, char **xml)
   return 0;
 }
 
-/* The recorded XML names the checkpoint's parent, which vmdr deleted once
- * this one was committed: redefine it without one. */
+/* XML without the element OPEN ... CLOSE (its first occurrence). */
 static char *
-without_parent (const char *xml)
+without (const char *xml, const char *open, const char *close)
 {
-  const char *p = strstr (xml, "<parent>"), *e = p ? strstr (p, "</parent>") : NULL;
+  const char *p = strstr (xml, open), *e = p ? strstr (p, close) : NULL;
   char *out;
 
   if (e == NULL)
     return strdup (xml);
-  e += strlen ("</parent>");
+  e += strlen (close);
   if (asprintf (&out, "%.*s%s", (int) (p - xml), xml, e) < 0)
     return NULL;
   return out;
@@ -235,13 +234,20 @@ without_parent (const char *xml)
 int
 vmdr_checkpoint_redefine (virDomainPtr dom, const char *xml)
 {
-  _cleanup_free_ char *x = without_parent (xml);
+  /* The recorded parent was deleted once this checkpoint was committed;
+   * the recorded domain may have another UUID now (a transient domain
+   * created again): what VALIDATE checks is the disks' bitmaps. */
+  _cleanup_free_ char *x = without (xml, "<parent>", "</parent>");
+  _cleanup_free_ char *y = x ? without (x, "<domain ", "</domain>") : NULL;
+  const unsigned flags = VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE |
+                         VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE;
   virDomainCheckpointPtr cp;
 
-  if (x == NULL)
+  if (y == NULL)
     return -ENOMEM;
-  cp = virDomainCheckpointCreateXML (dom, x, VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE |
-                                     VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE);
+  cp = virDomainCheckpointCreateXML (dom, x, flags);
+  if (cp == NULL)
+    cp = virDomainCheckpointCreateXML (dom, y, flags);
   if (cp == NULL) {
     int r = virt_errno ();
     return r == -EIO || r == -EINVAL ? -ESTALE : r;
@@ -265,7 +271,10 @@ vmdr_checkpoints_prune (virDomainPtr dom, const char *keep, size_t *deleted)
     const char *name = virDomainCheckpointGetName (cps[i]);
     if (r == 0 && name && strncmp (name, VMDR_CHECKPOINT_PREFIX, strlen (VMDR_CHECKPOINT_PREFIX)) == 0 &&
         (keep == NULL || strcmp (name, keep) != 0)) {
-      if (virDomainCheckpointDelete (cps[i], 0) < 0)
+      /* A checkpoint whose bitmap is broken cannot be merged away: drop
+       * its metadata, the bitmap is gone anyway. */
+      if (virDomainCheckpointDelete (cps[i], 0) < 0 &&
+          virDomainCheckpointDelete (cps[i], VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) < 0)
         r = virt_errno ();
       else if (deleted)
         (*deleted)++;

@@ -329,7 +329,17 @@ begin (struct run *run, struct vmdr_manifest *m)
   r = run->o->memory ? reactivate_disks (run, &spec) : 0;
   if (r == 0)
     r = freeze (run);
-  if (r == 0 && (r = vmdr_backup_begin (run->dom, &spec)) < 0)
+  if (r == 0 && (r = vmdr_backup_begin (run->dom, &spec)) == -ESTALE && spec.incremental_from) {
+    /* A bitmap is missing or broken ("in-use" after a host crash, removed
+     * by hand): only a full backup can start a sound chain again. */
+    warn (run->res, "checkpoint '%s' is inconsistent (%s): taking a full backup", run->from,
+          vmdr_virt_error ());
+    run->from[0] = '\0';
+    memset (run->incremental, 0, sizeof run->incremental);
+    spec.incremental_from = NULL;
+    r = vmdr_backup_begin (run->dom, &spec);
+  }
+  if (r < 0)
     fail (run->res, r, "cannot begin the backup of '%s': %s", run->info.name, vmdr_virt_error ());
   thaw (run);
   if (run->o->memory && virDomainResume (run->dom) < 0 && r == 0)

@@ -84,6 +84,35 @@ tap_ok "a foreign checkpoint is never touched" virsh_c "$LV_URI" checkpoint-info
 tap_ok "every snapshot verifies" vmdr-verify -q -r "$R"
 tap_is "four snapshots listed" "$(vmdr-ls -r "$R" "$dom" | tail -n +2 | wc -l)" 4
 
+# --- a broken bitmap: a full backup with exit 3
+node=$(virsh_c "$LV_URI" qemu-monitor-command "$dom" '{"execute":"query-block"}' | python3 -c "
+import json,sys
+for b in json.load(sys.stdin)['return']:
+    if b.get('qdev','').startswith('/machine/peripheral/virtio-disk0/'): print(b['inserted']['node-name'])")
+cp=$(virsh_c "$LV_URI" checkpoint-list "$dom" --name | grep '^vmdr-')
+virsh_c "$LV_URI" qemu-monitor-command "$dom" \
+  "{\"execute\":\"block-dirty-bitmap-remove\",\"arguments\":{\"node\":\"$node\",\"name\":\"$cp\"}}" >/dev/null
+snap_paused
+tap_is "a broken bitmap: full backup, exit 3" "$st $(json 'd["kind"]')" "3 full"
+tap_ok "... the warning names the checkpoint" sh -c "grep -q 'inconsistent' '$T/out'"
+tap_ok "... and the snapshot equals the disks" same_as_disks "$(json 'd["snapshot"]')"
+resume
+snap_paused
+tap_is "the next run is incremental again" "$st $(json 'd["kind"]')" "0 incremental"
+resume
+
+# --- a transient domain loses its checkpoints when it stops
+tdom=trans-$$
+vm_create --transient "$tdom" vda:qcow2:16M || tap_bail "cannot create transient domain"
+vm_write "$tdom" vda 0x12 1M 64k
+"${SNAP[@]}" "$tdom" >/dev/null 2>&1
+virsh_c "$LV_URI" destroy "$tdom" >/dev/null
+virsh_c "$LV_URI" create "$T/$tdom.xml" >/dev/null
+vm_write "$tdom" vda 0x13 2M 64k
+"${SNAP[@]}" --json "$tdom" > "$T/out" 2>/dev/null; st=$?
+tap_is "transient domain restarted: checkpoint redefined, incremental, exit 3" \
+  "$st $(json 'd["kind"], d["disks"][0]["bytes_read"]' | tr -d '(),')" "3 incremental 65536"
+
 # --- bad input and the lock
 "${SNAP[@]}" nosuch-$$ >/dev/null 2>"$T/err"; st=$?
 tap_is "unknown domain: exit 1, one line" "$st $(wc -l < "$T/err")" "1 1"
