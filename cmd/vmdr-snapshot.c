@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "cmd-repo.h"
 #include "live.h"
+#include "progress.h"
 
 #define MAX_DISK_ARGS 64
 
@@ -44,6 +45,8 @@ usage (FILE *fp, int status)
 "      --scratch-dir=DIR  where libvirt keeps scratch files during the backup\n"
 "                         (default /var/tmp)\n"
 "  -j, --jobs=N           parallel readers and compressors (default 2)\n"
+"      --progress         a progress line on stderr even when it is no terminal\n"
+"      --no-progress      none even on a terminal\n"
 "      --json             one JSON object on stdout\n"
 "  -q, --quiet            no warnings either\n"
 "  -h, --help             show this help and exit\n"
@@ -123,12 +126,13 @@ now (void)
 /* Snapshot one domain; its exit status. */
 static int
 one (virConnectPtr conn, struct vmdr_repo *repo, const char *domain,
-     const struct opts *o, json_object *all)
+     const struct opts *o, json_object *all, struct progress *prog)
 {
   struct vmdr_live_result res;
   double t0 = now ();
   int r = vmdr_snapshot_live (conn, domain, repo, &o->live, &res);
 
+  progress_end (prog);
   if (r < 0)
     cli_error ("%s", res.error);
   for (size_t i = 0; !o->quiet && !o->json && i < res.nwarnings; i++)
@@ -152,7 +156,8 @@ quiet_libvirt (void *opaque, virErrorPtr e)
 int
 main (int argc, char **argv)
 {
-  enum { AUTO = CHAR_MAX + 1, FULL, DISKS, SCRATCH, JSON, MEMORY, QUIESCE, REQUIRE_QUIESCE };
+  enum { AUTO = CHAR_MAX + 1, FULL, DISKS, SCRATCH, JSON, MEMORY, QUIESCE, REQUIRE_QUIESCE,
+         PROGRESS, NO_PROGRESS };
   static const struct option lopts[] = {
     { "connect", required_argument, NULL, 'c' },
     { "repo", required_argument, NULL, 'r' },
@@ -165,6 +170,8 @@ main (int argc, char **argv)
     { "require-quiesce", no_argument, NULL, REQUIRE_QUIESCE },
     { "jobs", required_argument, NULL, 'j' },
     { "json", no_argument, NULL, JSON },
+    { "progress", no_argument, NULL, PROGRESS },
+    { "no-progress", no_argument, NULL, NO_PROGRESS },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -176,7 +183,8 @@ main (int argc, char **argv)
   virConnectPtr conn;
   char *end;
   long jobs;
-  int c, status = VMDR_EXIT_OK;
+  int c, show = -1, status = VMDR_EXIT_OK;
+  struct progress prog;
 
   cli_init (argv[0]);
   opterr = 0;
@@ -199,6 +207,8 @@ main (int argc, char **argv)
       o.live.threads = (unsigned) jobs;
       break;
     case JSON: o.json = true; break;
+    case PROGRESS: show = 1; break;
+    case NO_PROGRESS: show = 0; break;
     case 'q': o.quiet = true; break;
     case 'h': usage (stdout, VMDR_EXIT_OK);
     case 'V': cli_version ();
@@ -207,6 +217,9 @@ main (int argc, char **argv)
   }
   if (optind == argc)
     cli_usage_error ("no domain given");
+  progress_init (&prog, o.quiet ? 0 : show);
+  o.live.progress = progress_cb;
+  o.live.popaque = &prog;
   address = cmd_repo_address (repo_opt);
   virSetErrorFunc (NULL, quiet_libvirt);
   conn = virConnectOpen (o.uri);
@@ -221,7 +234,8 @@ main (int argc, char **argv)
   }
   json_object *all = json_object_new_array ();
   for (int i = optind; i < argc; i++) {
-    int s = one (conn, repo, argv[i], &o, all);
+    progress_begin (&prog, argv[i]);
+    int s = one (conn, repo, argv[i], &o, all, &prog);
     /* The worst outcome decides: failed > busy > warnings > ok. */
     if (s == VMDR_EXIT_FAILED || (s == VMDR_EXIT_BUSY && status != VMDR_EXIT_FAILED) ||
         (s == VMDR_EXIT_WARNINGS && status == VMDR_EXIT_OK))

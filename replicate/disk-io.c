@@ -40,6 +40,7 @@ struct writer {
   struct vmdr_disk_write_stats st;
   vmdr_progress_fn progress;
   void *popaque;
+  uint64_t total;               /* bytes the ranges cover */
   uint64_t since_seal;
   int err;
 };
@@ -103,7 +104,7 @@ finish_chunk (struct writer *w, unsigned no, uint64_t index,
     w->st.bytes_new += stored;
   }
   if (w->progress)
-    w->progress (w->popaque, w->st.bytes_read);
+    w->progress (w->popaque, w->st.bytes_read, w->total);
   if ((r = vmdr_disk_builder_set (w->builder, index, d)) < 0)
     return r;
   /* Sealing walks the open leaves: do it now and then, not per chunk. */
@@ -170,6 +171,19 @@ write_worker (void *opaque)
   return NULL;
 }
 
+/* Bytes the source's ranges cover, for progress. */
+static uint64_t
+src_total (const struct vmdr_disk_source *s, uint32_t chunk)
+{
+  uint64_t n = 0;
+
+  if (s->all)
+    return s->virtual_size;
+  for (size_t i = 0; i < s->nranges; i++)
+    n += s->ranges[i].count * chunk;
+  return n < s->virtual_size ? n : s->virtual_size;
+}
+
 int
 vmdr_disk_write (struct vmdr_repo *repo, const struct vmdr_disk_source *src,
                  const struct vmdr_disk_tree *parent, unsigned threads,
@@ -189,6 +203,7 @@ vmdr_disk_write (struct vmdr_repo *repo, const struct vmdr_disk_source *src,
   if (threads < 1 || threads > VMDR_MAX_THREADS)
     return -EINVAL;
   w.nchunks = vmdr_disk_chunks (src->virtual_size, w.chunk);
+  w.total = src_total (src, w.chunk);
   if ((r = vmdr_zctx_new (cfg->zstd_level, &z)) < 0)
     return r;
   r = vmdr_disk_builder_new (repo, z, src->virtual_size, w.chunk, cfg->fanout,
@@ -417,7 +432,7 @@ restore_worker (void *opaque)
       r->st.chunks++;
       r->st.bytes += chunk_len (r->t->virtual_size, r->t->chunk_size, j.index);
       if (r->progress)
-        r->progress (r->popaque, r->st.bytes);
+        r->progress (r->popaque, r->st.bytes, 0);
     }
   }
   pthread_mutex_unlock (&r->lock);

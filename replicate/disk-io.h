@@ -41,8 +41,8 @@ struct vmdr_disk_write_stats {
 };
 
 /* Progress, called from worker threads under a lock, at most once per chunk:
- * bytes read so far.  May be NULL. */
-typedef void (*vmdr_progress_fn) (void *opaque, uint64_t bytes_done);
+ * bytes done so far, of TOTAL (0 when not known in advance).  May be NULL. */
+typedef void (*vmdr_progress_fn) (void *opaque, uint64_t bytes_done, uint64_t total);
 
 /* Write SRC into REPO with THREADS workers (1 .. VMDR_MAX_THREADS), chunk size
  * and fanout from the repository config, on top of PARENT (may be NULL).

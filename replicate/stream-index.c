@@ -557,7 +557,7 @@ vmdr_stream_write_fd (struct vmdr_repo *repo, int fd, unsigned threads,
       break;
     total += (uint64_t) n;
     if (progress)
-      progress (popaque, total);
+      progress (popaque, total, 0);
   }
   vmdr_stream_writer_free (w);
   return r;

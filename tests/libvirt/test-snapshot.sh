@@ -113,6 +113,14 @@ vm_write "$tdom" vda 0x13 2M 64k
 tap_is "transient domain restarted: checkpoint redefined, incremental, exit 3" \
   "$st $(json 'd["kind"], d["disks"][0]["bytes_read"]' | tr -d '(),')" "3 incremental 65536"
 
+# --- progress: only when asked (or on a terminal), never on a pipe
+vm_write "$dom" vda 0x55 30M 1M
+"${SNAP[@]}" --progress "$dom" > /dev/null 2> "$T/err"
+tap_ok "--progress draws bytes, rate and ETA on stderr" grep -qa '/s  ETA' "$T/err"
+vm_write "$dom" vda 0x56 30M 1M
+"${SNAP[@]}" "$dom" > /dev/null 2> "$T/err"
+tap_is "no progress on a pipe" "$(wc -c < "$T/err")" 0
+
 # --- bad input and the lock
 "${SNAP[@]}" nosuch-$$ >/dev/null 2>"$T/err"; st=$?
 tap_is "unknown domain: exit 1, one line" "$st $(wc -l < "$T/err")" "1 1"
