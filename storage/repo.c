@@ -32,6 +32,8 @@ struct vmdr_repo {
   struct vmdr_digest *packs;
   size_t npacks, packs_cap;
   struct vmdr_pack_writer *w;
+  unsigned inflight;            /* detached packs being written */
+  pthread_cond_t flushed;       /* signalled when one is done */
   /* A failed pack write loses the pending chunks the index still lists:
    * from then on every put and flush fails with this error. */
   int failed;
@@ -190,6 +192,7 @@ vmdr_repo_open (const char *address, struct vmdr_repo **out)
   if (r == NULL)
     return -ENOMEM;
   pthread_mutex_init (&r->lock, NULL);
+  pthread_cond_init (&r->flushed, NULL);
   if ((ret = vmdr_backend_open (address, &r->b)) < 0 ||
       (ret = read_config (r->b, &r->cfg)) < 0 ||
       (ret = vmdr_pack_writer_new (r->cfg.pack_size, &r->w)) < 0) {
@@ -209,6 +212,7 @@ vmdr_repo_close (struct vmdr_repo *r)
   vmdr_backend_close (r->b);
   free (r->slots);
   free (r->packs);
+  pthread_cond_destroy (&r->flushed);
   pthread_mutex_destroy (&r->lock);
   free (r);
 }
@@ -274,7 +278,7 @@ vmdr_repo_load_index (struct vmdr_repo *r, size_t *damaged)
   pthread_mutex_lock (&r->lock);
   /* Start from nothing: packs deleted by a GC since the last load must not
    * be found (chunks in the pack being written would be lost: refuse). */
-  if (vmdr_pack_count (r->w) > 0) {
+  if (vmdr_pack_count (r->w) > 0 || r->inflight > 0) {
     pthread_mutex_unlock (&r->lock);
     return -EBUSY;
   }
@@ -302,53 +306,90 @@ vmdr_repo_has_chunk (struct vmdr_repo *r, const struct vmdr_digest *d)
   return found;
 }
 
-/* Write the current pack, then its index: the visibility rule. */
+/* Take the current pack out of the way (if it holds blobs) so that it can
+ * be written without the lock while other threads fill a fresh one.  Under
+ * the lock; *out is NULL when there was nothing to write. */
 static int
-flush_locked (struct vmdr_repo *r)
+detach_locked (struct vmdr_repo *r, struct vmdr_pack_writer **out)
+{
+  struct vmdr_pack_writer *fresh;
+  int ret;
+
+  *out = NULL;
+  if (vmdr_pack_count (r->w) == 0)
+    return 0;
+  if ((ret = vmdr_pack_writer_new (r->cfg.pack_size, &fresh)) < 0)
+    return ret;
+  *out = r->w;
+  r->w = fresh;
+  r->inflight++;
+  return 0;
+}
+
+/* Write a detached pack, then its index (the visibility rule), without the
+ * lock; then index its blobs.  Frees W. */
+static int
+write_detached (struct vmdr_repo *r, struct vmdr_pack_writer *w)
 {
   _cleanup_free_ void *pack = NULL, *index = NULL;
   _cleanup_free_ struct vmdr_pack_entry *e = NULL;
   char key[VMDR_PACK_KEY_LEN];
   struct vmdr_digest id;
-  size_t plen, ilen, n;
+  size_t plen, ilen, n = 0;
   uint32_t no;
   int ret;
 
-  if (r->failed < 0)
-    return r->failed;
-  if (vmdr_pack_count (r->w) == 0)
-    return 0;
-  ret = vmdr_pack_finish (r->w, r->cfg.hash, &pack, &plen, &index, &ilen, &id);
-  if (ret < 0)
-    return ret;
-  vmdr_pack_key (&id, key);
-  if ((ret = r->b->ops->put (r->b, key, pack, plen, 0)) < 0)
-    return ret;
-  vmdr_pack_index_key (&id, key);
-  if ((ret = r->b->ops->put (r->b, key, index, ilen, 0)) < 0)
-    return ret;
-  if ((ret = vmdr_pack_index_parse (index, ilen, &e, &n)) < 0 ||
-      (ret = add_pack (r, &id, &no)) < 0)
-    return ret;
-  return index_entries (r, no, e, n, true);
+  ret = vmdr_pack_finish (w, r->cfg.hash, &pack, &plen, &index, &ilen, &id);
+  vmdr_pack_writer_free (w);
+  if (ret == 0) {
+    vmdr_pack_key (&id, key);
+    ret = r->b->ops->put (r->b, key, pack, plen, 0);
+  }
+  if (ret == 0) {
+    vmdr_pack_index_key (&id, key);
+    ret = r->b->ops->put (r->b, key, index, ilen, 0);
+  }
+  if (ret == 0)
+    ret = vmdr_pack_index_parse (index, ilen, &e, &n);
+  pthread_mutex_lock (&r->lock);
+  if (ret == 0 && (ret = add_pack (r, &id, &no)) == 0)
+    ret = index_entries (r, no, e, n, true);
+  if (ret < 0 && r->failed == 0)
+    r->failed = ret;
+  r->inflight--;
+  pthread_cond_broadcast (&r->flushed);
+  pthread_mutex_unlock (&r->lock);
+  return ret;
 }
 
 int
 vmdr_repo_flush (struct vmdr_repo *r)
 {
+  struct vmdr_pack_writer *w = NULL;
   int ret;
 
   pthread_mutex_lock (&r->lock);
-  ret = flush_locked (r);
+  ret = r->failed < 0 ? r->failed : detach_locked (r, &w);
+  pthread_mutex_unlock (&r->lock);
+  if (ret == 0 && w)
+    write_detached (r, w);
+  /* Durable means every pack in flight too, whoever writes it. */
+  pthread_mutex_lock (&r->lock);
+  while (r->inflight > 0)
+    pthread_cond_wait (&r->flushed, &r->lock);
   if (ret < 0 && r->failed == 0)
     r->failed = ret;
+  ret = r->failed;
   pthread_mutex_unlock (&r->lock);
   return ret;
 }
 
+/* Add an encoded blob to the current pack; *full gets the pack to write
+ * when this one filled it.  Under the lock. */
 static int
 add_blob_locked (struct vmdr_repo *r, const struct vmdr_digest *d,
-                 const uint8_t *blob, size_t blen, size_t len)
+                 const uint8_t *blob, size_t blen, size_t len,
+                 struct vmdr_pack_writer **full)
 {
   struct slot v = { .d = *d, .pack = PENDING,
                     .offset = (uint32_t) vmdr_pack_bytes (r->w),
@@ -356,16 +397,17 @@ add_blob_locked (struct vmdr_repo *r, const struct vmdr_digest *d,
                     .raw_len = (uint32_t) len };
   int ret;
 
+  *full = NULL;
   ret = vmdr_pack_add (r->w, blob, blen);
   if (ret == -EFBIG) {           /* offsets full before the target: rare */
-    if ((ret = flush_locked (r)) < 0)
+    if ((ret = detach_locked (r, full)) < 0)
       return ret;
     v.offset = 0;
     ret = vmdr_pack_add (r->w, blob, blen);
   }
   if (ret < 0 || (ret = insert (r, &v)) < 0)
     return ret;
-  return vmdr_pack_full (r->w) ? flush_locked (r) : 0;
+  return *full == NULL && vmdr_pack_full (r->w) ? detach_locked (r, full) : 0;
 }
 
 int
@@ -374,6 +416,7 @@ vmdr_repo_put_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
                      const void *data, size_t len, size_t *stored_bytes)
 {
   _cleanup_free_ uint8_t *blob = NULL;
+  struct vmdr_pack_writer *full = NULL;
   size_t blen, cap;
   int ret;
 
@@ -396,9 +439,16 @@ vmdr_repo_put_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
     ret = r->failed;
   else if (lookup (r, d))
     ret = 0, blen = 0;          /* another thread stored it meanwhile */
-  else if ((ret = add_blob_locked (r, d, blob, blen, len)) < 0)
+  else if ((ret = add_blob_locked (r, d, blob, blen, len, &full)) < 0)
     r->failed = ret;
   pthread_mutex_unlock (&r->lock);
+  /* A full pack is written by the thread that filled it, without the
+   * lock: the other workers go on compressing meanwhile. */
+  if (full) {
+    int w = write_detached (r, full);
+    if (ret == 0)
+      ret = w;
+  }
   if (ret == 0 && stored_bytes)
     *stored_bytes = blen;
   return ret;
