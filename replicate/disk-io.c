@@ -35,7 +35,8 @@ struct writer {
   pthread_mutex_t lock;         /* everything below */
   size_t range;                 /* cursor: ranges[range], chunk next */
   uint64_t next;
-  uint64_t busy[VMDR_MAX_THREADS];  /* chunk each worker holds, or UINT64_MAX */
+  uint64_t busy[VMDR_MAX_THREADS];  /* lowest chunk each worker holds, or UINT64_MAX */
+  uint64_t busy_end[VMDR_MAX_THREADS];
   struct vmdr_disk_builder *builder;
   struct vmdr_disk_write_stats st;
   vmdr_progress_fn progress;
@@ -50,29 +51,41 @@ struct worker_arg {
   unsigned no;
 };
 
-/* Next chunk to read, or false at the end.  Under the lock. */
+/* Consecutive chunks a worker reads at once: about 1 MiB per read, so
+ * that readers (files, NBD) see large requests. */
+static uint64_t
+batch_chunks (uint32_t chunk)
+{
+  return chunk >= (1u << 20) ? 1 : (1u << 20) / chunk;
+}
+
+/* Next run of chunks to read (*count of them from *index), or false at the
+ * end.  Under the lock. */
 static bool
-take (struct writer *w, uint64_t *index)
+take (struct writer *w, uint64_t *index, uint64_t *count)
 {
   const struct vmdr_disk_source *s = w->src;
+  uint64_t end = w->nchunks;
 
-  if (s->all) {
-    if (w->next >= w->nchunks)
-      return false;
-    *index = w->next++;
-    return true;
-  }
-  while (w->range < s->nranges) {
-    const struct vmdr_chunk_range *r = &s->ranges[w->range];
-    if (w->next < r->first)
-      w->next = r->first;
-    if (w->next < r->first + r->count && w->next < w->nchunks) {
-      *index = w->next++;
-      return true;
+  if (!s->all) {
+    for (;; w->range++) {
+      if (w->range == s->nranges)
+        return false;
+      const struct vmdr_chunk_range *r = &s->ranges[w->range];
+      if (w->next < r->first)
+        w->next = r->first;
+      if (w->next < r->first + r->count && w->next < w->nchunks) {
+        end = r->first + r->count < end ? r->first + r->count : end;
+        break;
+      }
     }
-    w->range++;
   }
-  return false;
+  if (w->next >= end)
+    return false;
+  *index = w->next;
+  *count = end - w->next < batch_chunks (w->chunk) ? end - w->next : batch_chunks (w->chunk);
+  w->next += *count;
+  return true;
 }
 
 /* Chunks below the lowest one still being worked on are final. */
@@ -89,12 +102,11 @@ seal_done (struct writer *w)
 
 /* Record a finished chunk.  Under the lock. */
 static int
-finish_chunk (struct writer *w, unsigned no, uint64_t index,
+finish_chunk (struct writer *w, uint64_t index,
               const struct vmdr_digest *d, size_t len, size_t stored, bool zero)
 {
   int r;
 
-  w->busy[no] = UINT64_MAX;
   w->st.chunks_read++;
   w->st.bytes_read += len;
   if (zero)
@@ -115,6 +127,7 @@ finish_chunk (struct writer *w, unsigned no, uint64_t index,
   return 0;
 }
 
+/* Hash, store and record one chunk already read into BUF. */
 static int
 do_chunk (struct writer *w, unsigned no, struct vmdr_zctx *z, uint8_t *buf,
           uint64_t index)
@@ -125,9 +138,6 @@ do_chunk (struct writer *w, unsigned no, struct vmdr_zctx *z, uint8_t *buf,
   bool zero;
   int r;
 
-  r = w->src->read (w->src->opaque, no, buf, len, index * w->chunk);
-  if (r < 0)
-    return r;
   zero = all_zero (buf, len);
   if (!zero) {
     if ((r = vmdr_digest (cfg->hash, buf, len, &d)) < 0 ||
@@ -136,11 +146,23 @@ do_chunk (struct writer *w, unsigned no, struct vmdr_zctx *z, uint8_t *buf,
       return r;
   }
   pthread_mutex_lock (&w->lock);
-  r = w->err ? w->err : finish_chunk (w, no, index, &d, len, stored, zero);
+  w->busy[no] = index + 1 < w->busy_end[no] ? index + 1 : UINT64_MAX;
+  r = w->err ? w->err : finish_chunk (w, index, &d, len, stored, zero);
   if (r < 0 && w->err == 0)
     w->err = r;
   pthread_mutex_unlock (&w->lock);
   return r;
+}
+
+/* One read for COUNT chunks from INDEX (the last may be short). */
+static int
+read_batch (struct writer *w, unsigned no, uint8_t *buf, uint64_t index, uint64_t count)
+{
+  uint64_t off = index * w->chunk, end = (index + count) * w->chunk;
+
+  if (end > w->src->virtual_size)
+    end = w->src->virtual_size;
+  return w->src->read (w->src->opaque, no, buf, (size_t) (end - off), off);
 }
 
 static void *
@@ -149,8 +171,8 @@ write_worker (void *opaque)
   struct worker_arg *a = opaque;
   struct writer *w = a->w;
   struct vmdr_zctx *z = NULL;
-  uint8_t *buf = malloc (w->chunk);
-  uint64_t index;
+  uint8_t *buf = malloc ((size_t) batch_chunks (w->chunk) * w->chunk);
+  uint64_t index, count;
   int r = buf ? vmdr_zctx_new (vmdr_repo_config (w->repo)->zstd_level, &z) : -ENOMEM;
 
   for (;;) {
@@ -158,13 +180,17 @@ write_worker (void *opaque)
     pthread_mutex_lock (&w->lock);
     if (r < 0 && w->err == 0)
       w->err = r;
-    more = w->err == 0 && take (w, &index);
-    if (more)
+    more = w->err == 0 && take (w, &index, &count);
+    if (more) {
       w->busy[a->no] = index;
+      w->busy_end[a->no] = index + count;
+    }
     pthread_mutex_unlock (&w->lock);
     if (!more)
       break;
-    r = do_chunk (w, a->no, z, buf, index);
+    r = read_batch (w, a->no, buf, index, count);
+    for (uint64_t i = 0; r == 0 && i < count; i++)
+      r = do_chunk (w, a->no, z, buf + i * w->chunk, index + i);
   }
   vmdr_zctx_free (z);
   free (buf);
