@@ -16,6 +16,7 @@
 #include "live.h"
 #include "lock.h"
 #include "nbd-source.h"
+#include "qemu-nbd.h"
 #include "verify.h"
 
 #define MAX_SELECTED VMDR_MAX_DISKS
@@ -35,6 +36,7 @@ struct run {
   char socket[PATH_MAX];
   char memfile[PATH_MAX];
   bool job, frozen, quiesced;
+  bool offline;                 /* shut off: its images through qemu-nbd */
 };
 
 static void __attribute__((format (printf, 2, 3)))
@@ -95,8 +97,7 @@ load_domain (struct run *run, virConnectPtr conn, const char *name)
   run->dom = virDomainLookupByName (conn, name);
   if (run->dom == NULL)
     return fail (run->res, -ENOENT, "no domain '%s': %s", name, vmdr_virt_error ());
-  if (virDomainIsActive (run->dom) != 1)
-    return fail (run->res, -ENOTSUP, "domain '%s' is not running", name);
+  run->offline = virDomainIsActive (run->dom) != 1;
   run->domain_xml = virDomainGetXMLDesc (run->dom, 0);
   if (run->domain_xml == NULL)
     return fail (run->res, -EIO, "cannot read the XML of '%s': %s", name, vmdr_virt_error ());
@@ -351,23 +352,25 @@ begin (struct run *run, struct vmdr_manifest *m)
   return 0;
 }
 
+/* Back up disk I from the NBD export named after it on SOCKET: the chunks
+ * dirty in BITMAP on top of the parent's tree, or (BITMAP NULL) a full
+ * read of its allocated data. */
 static int
-read_disk (struct run *run, size_t i, struct vmdr_manifest_disk *md)
+read_disk_from (struct run *run, size_t i, const char *socket, const char *bitmap,
+                struct vmdr_manifest_disk *md)
 {
   const struct vmdr_domain_disk *d = &run->info.disks[i];
   const struct vmdr_repo_config *cfg = vmdr_repo_config (run->repo);
-  struct vmdr_nbd_source src = { .socket = run->socket, .export = d->target };
+  struct vmdr_nbd_source src = { .socket = socket, .export = d->target };
   _cleanup_free_ struct vmdr_chunk_range *ranges = NULL;
-  const struct vmdr_manifest_disk *pd = run->incremental[i] ? parent_disk (&run->parent, d->target) : NULL;
+  const struct vmdr_manifest_disk *pd = bitmap ? parent_disk (&run->parent, d->target) : NULL;
   struct vmdr_disk_write_stats st;
   struct vmdr_disk_tree parent, t;
-  char bitmap[64];
   uint64_t size;
   size_t n;
   int r;
 
-  snprintf (bitmap, sizeof bitmap, "backup-%s", d->target);
-  r = vmdr_nbd_chunk_ranges (run->socket, d->target, pd ? bitmap : NULL, cfg->chunk_size,
+  r = vmdr_nbd_chunk_ranges (socket, d->target, pd ? bitmap : NULL, cfg->chunk_size,
                              &size, &ranges, &n);
   if (r < 0)
     return fail (run->res, r, "cannot read the extents of disk '%s': %s", d->target,
@@ -389,6 +392,16 @@ read_disk (struct run *run, size_t i, struct vmdr_manifest_disk *md)
   run->res->bytes_read += st.bytes_read;
   run->res->bytes_new += st.bytes_new;
   return 0;
+}
+
+/* In a libvirt backup job, the incremental's bitmap is backup-TARGET. */
+static int
+read_disk (struct run *run, size_t i, struct vmdr_manifest_disk *md)
+{
+  char bitmap[64];
+
+  snprintf (bitmap, sizeof bitmap, "backup-%s", run->info.disks[i].target);
+  return read_disk_from (run, i, run->socket, run->incremental[i] ? bitmap : NULL, md);
 }
 
 static int
@@ -416,8 +429,8 @@ record_checkpoint (struct run *run, struct vmdr_manifest *m)
   _cleanup_free_ char *xml = NULL;
   int r;
 
-  if (vmdr_checkpoint_exists (run->dom, run->checkpoint) != 1)
-    return 0;                   /* no qcow2 disk: no checkpoint */
+  if (run->checkpoint[0] == '\0' || vmdr_checkpoint_exists (run->dom, run->checkpoint) != 1)
+    return 0;                   /* no qcow2 disk, or shut off: no new checkpoint */
   if ((r = vmdr_checkpoint_xml (run->dom, run->checkpoint, &xml)) < 0)
     return fail (run->res, r, "cannot read checkpoint '%s': %s", run->checkpoint, vmdr_virt_error ());
   for (size_t i = 0, k = 0; i < run->info.ndisks; i++) {
@@ -473,6 +486,91 @@ commit (struct run *run, struct vmdr_manifest *m)
   return 0;
 }
 
+/* ---- shut-off domains ---------------------------------------------------- */
+
+/* Nothing writes the disks of a shut-off domain, so the checkpoint the
+ * parent recorded stays valid: the next snapshot increments from it too. */
+static int
+copy_checkpoint (const struct vmdr_manifest_disk *pd, struct vmdr_manifest_disk *md)
+{
+  if (pd == NULL || pd->checkpoint_name == NULL)
+    return 0;
+  md->checkpoint_name = strdup (pd->checkpoint_name);
+  md->checkpoint_xml = pd->checkpoint_xml ? strdup (pd->checkpoint_xml) : NULL;
+  return md->checkpoint_name ? 0 : -ENOMEM;
+}
+
+/* One disk of a shut-off domain through qemu-nbd: the parent checkpoint's
+ * bitmap, kept in the qcow2 image, for an incremental. */
+static int
+offline_disk (struct run *run, size_t i, struct vmdr_manifest_disk *md)
+{
+  const struct vmdr_domain_disk *d = &run->info.disks[i];
+  const struct vmdr_manifest_disk *pd = run->incremental[i] ? parent_disk (&run->parent, d->target) : NULL;
+  struct vmdr_qemu_nbd q = { 0 };
+  char sock[PATH_MAX];
+  int r;
+
+  if (d->source == NULL || strcmp (d->source_type, "network") == 0)
+    return fail (run->res, -ENOTSUP, "disk '%s' of shut-off '%s' has no local image", d->target,
+                 run->info.name);
+  snprintf (sock, sizeof sock, "%s/vmdr-%ld-%s.sock", run->o->scratch_dir, (long) getpid (), d->target);
+  r = vmdr_qemu_nbd_start (d->source, d->format[0] ? d->format : "raw", d->target,
+                           pd ? pd->checkpoint_name : NULL, sock, run->o->threads + 1, &q);
+  if (r == -ENOENT && pd) {
+    warn (run->res, "bitmap '%s' is not in the image of disk '%s': reading it whole",
+          pd->checkpoint_name, d->target);
+    pd = NULL;
+    r = vmdr_qemu_nbd_start (d->source, d->format[0] ? d->format : "raw", d->target, NULL, sock,
+                             run->o->threads + 1, &q);
+  }
+  if (r < 0)
+    return fail (run->res, r, "cannot serve disk '%s' (%s) with qemu-nbd: %s", d->target,
+                 d->source, strerror (-r));
+  r = read_disk_from (run, i, sock, pd ? pd->checkpoint_name : NULL, md);
+  vmdr_qemu_nbd_stop (&q);
+  unlink (sock);
+  if (r == 0 && copy_checkpoint (pd, md) < 0)
+    r = fail (run->res, -ENOMEM, "out of memory");
+  if (r == 0 && pd == NULL && run->incremental[i])
+    run->incremental[i] = false;
+  return r;
+}
+
+static int
+locked_offline (struct run *run)
+{
+  struct vmdr_manifest *m = &run->res->m;
+  struct timeval tv;
+  bool any_incremental = false;
+  int r;
+
+  if ((r = find_parent (run)) < 0)
+    return r;
+  if (!run->o->full)
+    plan_chain (run);
+  gettimeofday (&tv, NULL);
+  if ((r = vmdr_manifest_start (m, run->info.name, tv.tv_sec, (unsigned) (tv.tv_usec / 1000))) < 0)
+    return fail (run->res, r, "invalid domain name '%s'", run->info.name);
+  m->disks = calloc (run->nselected, sizeof *m->disks);
+  if (m->disks == NULL)
+    return fail (run->res, -ENOMEM, "out of memory");
+  for (size_t i = 0; i < run->info.ndisks; i++) {
+    if (!run->selected[i])
+      continue;
+    if ((r = offline_disk (run, i, &m->disks[m->ndisks])) < 0)
+      return r;
+    m->ndisks++;
+    any_incremental |= run->incremental[i];
+  }
+  if (!any_incremental)
+    run->from[0] = '\0';
+  run->checkpoint[0] = '\0';   /* no new checkpoint: the parent's stays */
+  if ((r = commit (run, m)) == 0)
+    run->res->incremental = run->from[0] != '\0';
+  return r;
+}
+
 static int
 locked (struct run *run)
 {
@@ -480,6 +578,8 @@ locked (struct run *run)
   size_t deleted;
   int r;
 
+  if (run->offline)
+    return locked_offline (run);
   if ((r = find_parent (run)) < 0 || (r = clear_orphan_job (run)) < 0)
     return r;
   if (!run->o->full)

@@ -45,8 +45,8 @@ struct vmdr_live_result {
 };
 
 /* Snapshot DOMAIN on CONN into REPO.  0 (res->nwarnings says whether it
- * went as asked), -ENOENT (no such domain or disk), -ENOTSUP (the domain is
- * not running), -EBUSY (another run holds the domain's lock, or a foreign
+ * went as asked), -ENOENT (no such domain or disk), -ENOTSUP (a shut-off
+ * domain's disk has no local image: read through qemu-nbd), -EBUSY (another run holds the domain's lock, or a foreign
  * backup job runs), or another -errno; res->error describes failures. */
 int vmdr_snapshot_live (virConnectPtr conn, const char *domain,
                         struct vmdr_repo *repo, const struct vmdr_live_opts *o,

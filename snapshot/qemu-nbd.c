@@ -1,0 +1,97 @@
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qemu-nbd.h"
+
+extern char **environ;
+
+/* The server is ready once it accepts a connection. */
+static bool
+listening (const char *path)
+{
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  int fd, ok;
+
+  if (strlen (path) >= sizeof sa.sun_path)
+    return false;
+  strcpy (sa.sun_path, path);
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return false;
+  ok = connect (fd, (struct sockaddr *) &sa, sizeof sa) == 0;
+  close (fd);
+  return ok;
+}
+
+int
+vmdr_qemu_nbd_start (const char *file, const char *format, const char *export,
+                     const char *bitmap, const char *socket, unsigned shared,
+                     struct vmdr_qemu_nbd *out)
+{
+  char sh[16];
+  const char *argv[20];
+  posix_spawn_file_actions_t fa;
+  int n = 0, st, r;
+  pid_t pid;
+
+  snprintf (sh, sizeof sh, "%u", shared);
+  unlink (socket);
+  argv[n++] = "qemu-nbd";
+  argv[n++] = "--persistent";
+  argv[n++] = "--read-only";
+  argv[n++] = "--shared"; argv[n++] = sh;
+  argv[n++] = "--socket"; argv[n++] = socket;
+  argv[n++] = "--export-name"; argv[n++] = export;
+  argv[n++] = "--format"; argv[n++] = format;
+  if (bitmap) {
+    argv[n++] = "--bitmap";
+    argv[n++] = bitmap;
+  }
+  argv[n++] = file;
+  argv[n] = NULL;
+  /* qemu-nbd's own messages would break a tool's one-line errors. */
+  posix_spawn_file_actions_init (&fa);
+  posix_spawn_file_actions_addopen (&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen (&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  r = posix_spawnp (&pid, "qemu-nbd", &fa, NULL, (char *const *) argv, environ);
+  posix_spawn_file_actions_destroy (&fa);
+  if (r != 0)
+    return -r == -ENOENT ? -ENOENT : -r;
+  /* Our child, so that we reap it: poll until it listens or dies (10 s). */
+  for (int i = 0; i < 1000; i++) {
+    if (waitpid (pid, &st, WNOHANG) == pid)
+      return bitmap ? -ENOENT : -EIO;    /* it refused the image or bitmap */
+    if (listening (socket)) {
+      out->pid = pid;
+      return 0;
+    }
+    struct timespec ts = { 0, 10 * 1000 * 1000 };
+    nanosleep (&ts, NULL);
+  }
+  kill (pid, SIGKILL);
+  waitpid (pid, &st, 0);
+  return -ETIMEDOUT;
+}
+
+void
+vmdr_qemu_nbd_stop (struct vmdr_qemu_nbd *q)
+{
+  if (q->pid <= 0)
+    return;
+  kill (q->pid, SIGTERM);
+  waitpid (q->pid, NULL, 0);
+  q->pid = 0;
+}

@@ -1,0 +1,26 @@
+/* qemu-nbd as the NBD server of a disk image nobody runs: the disks of a
+ * shut-off domain, read-only, with a persistent dirty bitmap exported when
+ * an incremental needs one. */
+#ifndef VMDR_QEMU_NBD_H
+#define VMDR_QEMU_NBD_H
+
+#include <sys/types.h>
+
+struct vmdr_qemu_nbd {
+  pid_t pid;                    /* 0: not running */
+};
+
+/* Serve FILE (FORMAT "qcow2" or "raw") read-only as EXPORT on the unix
+ * socket SOCKET for up to SHARED clients; with BITMAP (may be NULL), that
+ * persistent bitmap as qemu:dirty-bitmap:BITMAP.  Returns once the server
+ * listens (10 s at most).  The server is our child: stop it with
+ * vmdr_qemu_nbd_stop.  0, -ENOENT (no qemu-nbd, or no such bitmap or
+ * image), -EIO, -ETIMEDOUT. */
+int vmdr_qemu_nbd_start (const char *file, const char *format, const char *export,
+                         const char *bitmap, const char *socket, unsigned shared,
+                         struct vmdr_qemu_nbd *out);
+
+/* Stop the server and wait for it.  A stopped one is fine. */
+void vmdr_qemu_nbd_stop (struct vmdr_qemu_nbd *q);
+
+#endif
