@@ -27,7 +27,7 @@ usage (FILE *fp, int status)
 "  -r, --repo=REPO            where (default: $VMDR_REPO)\n"
 "      --chunk-size=SIZE      disk chunk size, a power of two from 64K to 4M (64K)\n"
 "      --hash=NAME            sha256 or blake2b-256 (default: the faster on this CPU)\n"
-"      --compression-level=N  zstd level, -7 to 19 (3)\n"
+"      --compression-level=N  zstd level, -7 to 19 (1)\n"
 "      --pack-size=SIZE       target pack object size, 1M to 1G (16M)\n"
 "  -q, --quiet                print nothing on success\n"
 "  -h, --help                 show this help and exit\n"

@@ -1,0 +1,402 @@
+/* cpulimit: the CPU limit of a vmdr full backup of a raw image, no I/O.
+ *
+ * The image is mapped and faulted in before anything is timed.  Then, over
+ * THREADS threads that take 64 KiB chunks (or -s SIZE) from a shared
+ * counter, two workloads are timed:
+ *
+ *   plain   the repository digest and zstd of every non-zero chunk of the
+ *           image's data regions (bench/chunk-size/chunkbench's "CPU limit",
+ *           with the digest the repository uses);
+ *   vmdr    what vmdr's writer computes for the same chunks: the zero test,
+ *           the digest of every non-zero chunk, and, for the first copy of
+ *           each distinct chunk only (duplicates are found by digest and not
+ *           compressed; which copies those are is worked out before timing),
+ *           zstd into at most len - 1 bytes (raw if that fails), the blob's
+ *           XXH3-64 and the digest of the stored bytes (the pack id is the
+ *           digest of the whole pack).
+ *
+ * Data regions are found with SEEK_DATA/SEEK_HOLE and rounded out to whole
+ * chunks, as vmdr does (replicate/disk-io.c, vmdr_file_data_ranges).  zstd
+ * is set up as in storage/blob.c: the repository's level, content size in
+ * the frame, no zstd checksum.
+ *
+ * Output: a table, then one "CPULIMIT workload threads wall_s cpu_s
+ * region_bytes nonzero_bytes unique_bytes stored_bytes" line per run, for
+ * scripts.
+ *
+ * Build: cc -O2 -Wall -Wextra -o cpulimit cpulimit.c \
+ *            -lzstd -lb2 -lxxhash -lcrypto -lpthread
+ * Usage: cpulimit [-H sha256|blake2b-256] [-l LEVEL] [-s CHUNK] [-j THREADS]
+ *                 [-r REPEAT] IMAGE
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <blake2.h>
+#include <openssl/evp.h>
+#include <xxhash.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#define DIGEST_LEN 32
+#define BLOB_HEADER 56
+#define MAX_THREADS 64
+
+static void die (const char *fmt, ...)
+  __attribute__((noreturn, format (printf, 1, 2)));
+
+static void
+die (const char *fmt, ...)
+{
+  va_list ap;
+
+  fputs ("cpulimit: ", stderr);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fputc ('\n', stderr);
+  exit (1);
+}
+
+static void *
+xcalloc (size_t n, size_t size)
+{
+  void *p = calloc (n ? n : 1, size ? size : 1);
+
+  if (!p)
+    die ("out of memory");
+  return p;
+}
+
+static double
+now (clockid_t id)
+{
+  struct timespec t;
+
+  clock_gettime (id, &t);
+  return (double) t.tv_sec + (double) t.tv_nsec * 1e-9;
+}
+
+/* ---- the image and its chunks -------------------------------------------- */
+
+static const uint8_t *img;
+static size_t img_len, cs;
+static bool use_sha;
+static int level;
+
+static uint64_t *chunks;        /* chunk numbers inside data regions */
+static size_t nchunks;
+static uint8_t *unique;         /* per entry of chunks: first copy, non-zero */
+
+static size_t
+chunk_len (uint64_t i)
+{
+  size_t off = (size_t) i * cs;
+
+  return img_len - off < cs ? img_len - off : cs;
+}
+
+static bool
+is_zero (const uint8_t *p, size_t len)
+{
+  return len == 0 || (p[0] == 0 && memcmp (p, p + 1, len - 1) == 0);
+}
+
+static void
+digest (const void *p, size_t len, uint8_t out[DIGEST_LEN])
+{
+  unsigned n = 0;
+
+  if (use_sha) {
+    if (!EVP_Digest (p, len, out, &n, EVP_sha256 (), NULL) || n != DIGEST_LEN)
+      die ("SHA-256 failed");
+  }
+  else if (blake2b (out, p, NULL, DIGEST_LEN, len, 0) != 0)
+    die ("BLAKE2b failed");
+}
+
+static void
+add_range (size_t *cap, uint64_t first, uint64_t last)
+{
+  if (nchunks && chunks[nchunks - 1] >= first)
+    first = chunks[nchunks - 1] + 1;
+  for (uint64_t i = first; i <= last; i++) {
+    if (nchunks == *cap) {
+      *cap = *cap ? 2 * *cap : 4096;
+      chunks = realloc (chunks, *cap * sizeof *chunks);
+      if (!chunks)
+        die ("out of memory");
+    }
+    chunks[nchunks++] = i;
+  }
+}
+
+static void
+find_chunks (int fd)
+{
+  size_t cap = 0;
+  off_t pos = 0;
+
+  while ((size_t) pos < img_len) {
+    off_t data = lseek (fd, pos, SEEK_DATA), hole;
+
+    if (data < 0) {
+      if (errno == ENXIO)
+        break;
+      die ("SEEK_DATA: %s", strerror (errno));
+    }
+    hole = lseek (fd, data, SEEK_HOLE);
+    if (hole < 0)
+      die ("SEEK_HOLE: %s", strerror (errno));
+    if ((size_t) hole > img_len)
+      hole = (off_t) img_len;
+    if (hole > data)
+      add_range (&cap, (uint64_t) data / cs, ((uint64_t) hole - 1) / cs);
+    pos = hole;
+  }
+}
+
+/* Open addressing over digests, to find the first copy of each chunk. */
+static bool
+seen_add (uint8_t (*set)[DIGEST_LEN], size_t mask, const uint8_t *d)
+{
+  static const uint8_t zero[DIGEST_LEN];
+  uint64_t h;
+
+  memcpy (&h, d, sizeof h);
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    if (memcmp (set[i], d, DIGEST_LEN) == 0)
+      return false;
+    if (memcmp (set[i], zero, DIGEST_LEN) == 0) {
+      memcpy (set[i], d, DIGEST_LEN);
+      return true;
+    }
+  }
+}
+
+/* ---- the timed work -------------------------------------------------------- */
+
+struct work {
+  bool vmdr;                    /* the vmdr workload, else plain */
+  atomic_size_t next;
+};
+
+struct worker {
+  pthread_t tid;
+  struct work *wk;
+  uint64_t nonzero, uniq, stored;
+  uint64_t sink;
+};
+
+static ZSTD_CCtx *
+new_cctx (void)
+{
+  ZSTD_CCtx *c = ZSTD_createCCtx ();
+
+  if (!c || ZSTD_isError (ZSTD_CCtx_setParameter (c, ZSTD_c_compressionLevel, level))
+      || ZSTD_isError (ZSTD_CCtx_setParameter (c, ZSTD_c_contentSizeFlag, 1))
+      || ZSTD_isError (ZSTD_CCtx_setParameter (c, ZSTD_c_checksumFlag, 0)))
+    die ("zstd: cannot set up level %d", level);
+  return c;
+}
+
+static void *
+worker_main (void *arg)
+{
+  struct worker *w = arg;
+  ZSTD_CCtx *cctx = new_cctx ();
+  size_t cap = BLOB_HEADER + ZSTD_compressBound (cs);
+  uint8_t *blob = xcalloc (1, cap), d[DIGEST_LEN];
+  const size_t batch = 16;
+
+  for (;;) {
+    size_t first = atomic_fetch_add (&w->wk->next, batch);
+
+    if (first >= nchunks)
+      break;
+    for (size_t k = first; k < first + batch && k < nchunks; k++) {
+      const uint8_t *p = img + (size_t) chunks[k] * cs;
+      size_t len = chunk_len (chunks[k]), c;
+
+      if (is_zero (p, len))
+        continue;
+      w->nonzero += len;
+      digest (p, len, d);
+      w->sink += d[0];
+      if (w->wk->vmdr) {
+        if (!unique[k])
+          continue;
+        w->uniq += len;
+        c = ZSTD_compress2 (cctx, blob + BLOB_HEADER, len - 1, p, len);
+        if (ZSTD_isError (c)) {
+          if (ZSTD_getErrorCode (c) != ZSTD_error_dstSize_tooSmall)
+            die ("zstd: %s", ZSTD_getErrorName (c));
+          memcpy (blob + BLOB_HEADER, p, len);
+          c = len;
+        }
+        w->sink += XXH3_64bits (blob + BLOB_HEADER, c);
+        digest (blob, BLOB_HEADER + c, d);      /* the pack id's share */
+        w->sink += d[0];
+        w->stored += c;
+      }
+      else {
+        c = ZSTD_compress2 (cctx, blob, cap, p, len);
+        if (ZSTD_isError (c))
+          die ("zstd: %s", ZSTD_getErrorName (c));
+        w->stored += c < len ? c : len;
+      }
+    }
+  }
+  ZSTD_freeCCtx (cctx);
+  free (blob);
+  return NULL;
+}
+
+static volatile uint64_t sink;
+
+static void
+run (bool vmdr, unsigned nt, uint64_t region)
+{
+  struct worker w[MAX_THREADS];
+  struct work wk = { .vmdr = vmdr };
+  double wall, cpu;
+  uint64_t nz = 0, un = 0, st = 0;
+  int err;
+
+  atomic_init (&wk.next, 0);
+  wall = now (CLOCK_MONOTONIC);
+  cpu = now (CLOCK_PROCESS_CPUTIME_ID);
+  for (unsigned t = 0; t < nt; t++) {
+    w[t] = (struct worker) { .wk = &wk };
+    if ((err = pthread_create (&w[t].tid, NULL, worker_main, &w[t])) != 0)
+      die ("pthread_create: %s", strerror (err));
+  }
+  for (unsigned t = 0; t < nt; t++) {
+    pthread_join (w[t].tid, NULL);
+    nz += w[t].nonzero;
+    un += w[t].uniq;
+    st += w[t].stored;
+    sink += w[t].sink;
+  }
+  wall = now (CLOCK_MONOTONIC) - wall;
+  cpu = now (CLOCK_PROCESS_CPUTIME_ID) - cpu;
+  printf ("%-6s %7u %8.2f %8.2f %5.0f%% %10.0f %10.0f %10.1f\n",
+          vmdr ? "vmdr" : "plain", nt, wall, cpu, 100 * cpu / wall,
+          (double) region / 1e6 / wall, (double) nz / 1e6 / wall,
+          (double) st / 1e6);
+  fprintf (stderr, "CPULIMIT %s %u %.4f %.4f %" PRIu64 " %" PRIu64 " %"
+           PRIu64 " %" PRIu64 "\n", vmdr ? "vmdr" : "plain", nt, wall, cpu,
+           region, nz, vmdr ? un : nz, st);
+  fflush (stdout);
+}
+
+int
+main (int argc, char **argv)
+{
+  const char *hash = "sha256";
+  unsigned threads = 2, repeat = 1;
+  struct stat stt;
+  uint64_t region = 0, nonzero = 0, uniq = 0;
+  size_t mask;
+  uint8_t (*set)[DIGEST_LEN];
+  int c, fd;
+
+  cs = 64 << 10;
+  level = 1;
+  while ((c = getopt (argc, argv, "H:l:s:j:r:")) != -1)
+    switch (c) {
+    case 'H': hash = optarg; break;
+    case 'l': level = atoi (optarg); break;
+    case 's': cs = (size_t) strtoul (optarg, NULL, 10); break;
+    case 'j': threads = (unsigned) atoi (optarg); break;
+    case 'r': repeat = (unsigned) atoi (optarg); break;
+    default:
+      fprintf (stderr, "usage: cpulimit [-H sha256|blake2b-256] [-l LEVEL] "
+               "[-s CHUNK_BYTES] [-j THREADS] [-r REPEAT] IMAGE\n");
+      return 2;
+    }
+  if (argc - optind != 1)
+    die ("one IMAGE expected");
+  if (strcmp (hash, "sha256") == 0)
+    use_sha = true;
+  else if (strcmp (hash, "blake2b-256") != 0)
+    die ("unknown hash %s", hash);
+  if (cs < 4096 || (cs & (cs - 1)) || threads < 1 || threads > MAX_THREADS
+      || level < ZSTD_minCLevel () || level > ZSTD_maxCLevel () || repeat < 1)
+    die ("bad option");
+
+  fd = open (argv[optind], O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fstat (fd, &stt) < 0)
+    die ("%s: %s", argv[optind], strerror (errno));
+  img_len = (size_t) stt.st_size;
+  if (img_len == 0)
+    die ("%s is empty", argv[optind]);
+  find_chunks (fd);
+  img = mmap (NULL, img_len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  if (img == MAP_FAILED)
+    die ("mmap: %s", strerror (errno));
+  close (fd);
+
+  /* Untimed: which chunks are the first copy of their contents. */
+  unique = xcalloc (nchunks, 1);
+  for (mask = 1024; mask < 2 * nchunks; mask *= 2)
+    ;
+  set = xcalloc (mask, DIGEST_LEN);
+  mask--;
+  for (size_t k = 0; k < nchunks; k++) {
+    const uint8_t *p = img + (size_t) chunks[k] * cs;
+    size_t len = chunk_len (chunks[k]);
+    uint8_t d[DIGEST_LEN];
+
+    region += len;
+    if (is_zero (p, len))
+      continue;
+    nonzero += len;
+    digest (p, len, d);
+    if (seen_add (set, mask, d)) {
+      unique[k] = 1;
+      uniq += len;
+    }
+  }
+  free (set);
+
+  printf ("# cpulimit: %s, %zu bytes; %s, zstd %d (%s), %zu-byte chunks, %s\n",
+          argv[optind], img_len, hash, level, ZSTD_versionString (), cs,
+          OpenSSL_version (OPENSSL_VERSION));
+  printf ("# data regions %.1f MB (%zu chunks), non-zero %.1f MB, "
+          "distinct non-zero %.1f MB\n", (double) region / 1e6, nchunks,
+          (double) nonzero / 1e6, (double) uniq / 1e6);
+  printf ("# plain: digest + zstd of every non-zero chunk; vmdr: zero test, "
+          "digest of all,\n# zstd + XXH3 + digest of the stored bytes for "
+          "distinct chunks; MB/s per wall second\n");
+  printf ("%-6s %7s %8s %8s %6s %10s %10s %10s\n", "work", "threads",
+          "wall_s", "cpu_s", "CPU", "region/s", "nonzero/s", "stored_MB");
+  for (unsigned r = 0; r < repeat; r++) {
+    run (false, 1, region);
+    if (threads > 1)
+      run (false, threads, region);
+    run (true, 1, region);
+    if (threads > 1)
+      run (true, threads, region);
+  }
+  munmap ((void *) img, img_len);
+  free (chunks);
+  free (unique);
+  return 0;
+}
