@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "cmd-repo.h"
+#include "disk-io.h"
 
 const char *
 cmd_repo_address (const char *opt)
@@ -58,6 +59,19 @@ cmd_open_repo (const char *address, bool load_index)
     cli_warn ("%zu damaged pack index object%s skipped; run vmdr-verify",
               damaged, damaged == 1 ? "" : "s");
   return repo;
+}
+
+unsigned
+cmd_jobs_arg (const char *arg)
+{
+  char *end;
+  long jobs;
+
+  errno = 0;
+  jobs = strtol (arg, &end, 10);
+  if (errno || *end || end == arg || jobs < 1 || jobs > VMDR_MAX_THREADS)
+    cli_usage_error ("invalid number of jobs '%s' (1 to %d)", arg, VMDR_MAX_THREADS);
+  return (unsigned) jobs;
 }
 
 const char *

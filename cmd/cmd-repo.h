@@ -15,6 +15,9 @@ const char *cmd_repo_address (const char *opt);
  * printing "PROG: ..." for every failure.  NULL on failure. */
 struct vmdr_repo *cmd_open_repo (const char *address, bool load_index);
 
+/* -j/--jobs: 1 .. VMDR_MAX_THREADS, else a usage error (exit 2). */
+unsigned cmd_jobs_arg (const char *arg);
+
 /* "1.5 GiB", "512 B": BUF holds at least 16 bytes. */
 const char *cmd_size (uint64_t bytes, char *buf);
 

@@ -181,8 +181,6 @@ main (int argc, char **argv)
   const char *repo_opt = NULL, *address;
   struct vmdr_repo *repo;
   virConnectPtr conn;
-  char *end;
-  long jobs;
   int c, show = -1, status = VMDR_EXIT_OK;
   struct progress prog;
 
@@ -199,13 +197,7 @@ main (int argc, char **argv)
     case MEMORY: o.live.memory = true; break;
     case QUIESCE: o.live.quiesce = true; break;
     case REQUIRE_QUIESCE: o.live.quiesce = o.live.require_quiesce = true; break;
-    case 'j':
-      errno = 0;
-      jobs = strtol (optarg, &end, 10);
-      if (errno || *end || end == optarg || jobs < 1 || jobs > VMDR_MAX_THREADS)
-        cli_usage_error ("invalid number of jobs '%s' (1 to %d)", optarg, VMDR_MAX_THREADS);
-      o.live.threads = (unsigned) jobs;
-      break;
+    case 'j': o.live.threads = cmd_jobs_arg (optarg); break;
     case JSON: o.json = true; break;
     case PROGRESS: show = 1; break;
     case NO_PROGRESS: show = 0; break;

@@ -151,9 +151,8 @@ main (int argc, char **argv)
   struct opts o = { .v = { .threads = 2, .sample_permille = 1000 } };
   const char *repo_opt = NULL, *address;
   struct vmdr_repo *repo;
-  char **ids = NULL, *end;
+  char **ids = NULL;
   size_t n = 0, damaged = 0, failed = 0;
-  long jobs;
   int c, r;
 
   cli_init (argv[0]);
@@ -162,13 +161,7 @@ main (int argc, char **argv)
     switch (c) {
     case 'r': repo_opt = optarg; break;
     case SAMPLE: o.v.sample_permille = sample_arg (optarg); break;
-    case 'j':
-      errno = 0;
-      jobs = strtol (optarg, &end, 10);
-      if (errno || *end || end == optarg || jobs < 1 || jobs > VMDR_MAX_THREADS)
-        cli_usage_error ("invalid number of jobs '%s' (1 to %d)", optarg, VMDR_MAX_THREADS);
-      o.v.threads = (unsigned) jobs;
-      break;
+    case 'j': o.v.threads = cmd_jobs_arg (optarg); break;
     case JSON: o.json = true; break;
     case 'q': o.quiet = true; break;
     case 'h': usage (stdout, VMDR_EXIT_OK);

@@ -21,11 +21,11 @@ child (xmlNode *n, const char *name)
   return NULL;
 }
 
-/* Copy attribute NAME of N into BUF; "" when absent.  -EBADMSG if too long. */
+/* Copy libxml2's string V (may be NULL: "") into BUF and free it.
+ * -EBADMSG when it does not fit. */
 static int
-attr (xmlNode *n, const char *name, char *buf, size_t size)
+take_string (xmlChar *v, char *buf, size_t size)
 {
-  xmlChar *v = n ? xmlGetProp (n, (const xmlChar *) name) : NULL;
   int r = 0;
 
   buf[0] = '\0';
@@ -39,21 +39,17 @@ attr (xmlNode *n, const char *name, char *buf, size_t size)
   return r;
 }
 
+/* Attribute NAME of N, or the text content of N, into BUF; "" if absent. */
+static int
+attr (xmlNode *n, const char *name, char *buf, size_t size)
+{
+  return take_string (n ? xmlGetProp (n, (const xmlChar *) name) : NULL, buf, size);
+}
+
 static int
 text (xmlNode *n, char *buf, size_t size)
 {
-  xmlChar *v = n ? xmlNodeGetContent (n) : NULL;
-  int r = 0;
-
-  buf[0] = '\0';
-  if (v) {
-    if (strlen ((const char *) v) >= size)
-      r = -EBADMSG;
-    else
-      strcpy (buf, (const char *) v);
-    xmlFree (v);
-  }
-  return r;
+  return take_string (n ? xmlNodeGetContent (n) : NULL, buf, size);
 }
 
 static int

@@ -404,8 +404,10 @@ read_disk (struct run *run, size_t i, struct vmdr_manifest_disk *md)
   return read_disk_from (run, i, run->socket, run->incremental[i] ? bitmap : NULL, md);
 }
 
+/* Back up every selected disk with ONE into the manifest's disk entries. */
 static int
-read_disks (struct run *run, struct vmdr_manifest *m)
+read_disks (struct run *run, struct vmdr_manifest *m,
+            int (*one) (struct run *, size_t, struct vmdr_manifest_disk *))
 {
   int r;
 
@@ -415,7 +417,7 @@ read_disks (struct run *run, struct vmdr_manifest *m)
   for (size_t i = 0; i < run->info.ndisks; i++) {
     if (!run->selected[i])
       continue;
-    if ((r = read_disk (run, i, &m->disks[m->ndisks])) < 0)
+    if ((r = one (run, i, &m->disks[m->ndisks])) < 0)
       return r;
     m->ndisks++;
   }
@@ -552,17 +554,10 @@ locked_offline (struct run *run)
   gettimeofday (&tv, NULL);
   if ((r = vmdr_manifest_start (m, run->info.name, tv.tv_sec, (unsigned) (tv.tv_usec / 1000))) < 0)
     return fail (run->res, r, "invalid domain name '%s'", run->info.name);
-  m->disks = calloc (run->nselected, sizeof *m->disks);
-  if (m->disks == NULL)
-    return fail (run->res, -ENOMEM, "out of memory");
-  for (size_t i = 0; i < run->info.ndisks; i++) {
-    if (!run->selected[i])
-      continue;
-    if ((r = offline_disk (run, i, &m->disks[m->ndisks])) < 0)
-      return r;
-    m->ndisks++;
-    any_incremental |= run->incremental[i];
-  }
+  if ((r = read_disks (run, m, offline_disk)) < 0)
+    return r;
+  for (size_t i = 0; i < run->info.ndisks; i++)
+    any_incremental |= run->selected[i] && run->incremental[i];
   if (!any_incremental)
     run->from[0] = '\0';
   run->checkpoint[0] = '\0';   /* no new checkpoint: the parent's stays */
@@ -589,7 +584,7 @@ locked (struct run *run)
   ensure_checkpoint (run);
   if ((r = begin (run, m)) < 0)
     return r;
-  r = read_disks (run, m);
+  r = read_disks (run, m, read_disk);
   if (r == 0)
     r = commit (run, m);
   if (run->job && vmdr_backup_end (run->dom) < 0 && r == 0)
