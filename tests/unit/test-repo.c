@@ -16,40 +16,22 @@
 #include "disk-io.h"
 #include "pack.h"
 #include "repo.h"
+#include "scratch-repo.h"
 
-static char dir[64];
-
-static void
-setup (void)
-{
-  snprintf (dir, sizeof dir, "/tmp/vmdr-unit.XXXXXX");
-  cr_assert_not_null (mkdtemp (dir));
-}
+static uint32_t fanout_wanted;
 
 static void
-teardown (void)
+tune (struct vmdr_repo_config *c)
 {
-  char cmd[128];
-  snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
-  cr_assert_eq (system (cmd), 0);
+  c->fanout = fanout_wanted;
+  c->pack_size = 1u << 20;      /* several packs even for small images */
 }
 
 static struct vmdr_repo *
 make_repo (uint32_t fanout)
 {
-  struct vmdr_repo_config c;
-  struct vmdr_repo *r;
-  char path[128];
-
-  snprintf (path, sizeof path, "%s/repo", dir);
-  mkdir (path, 0755);
-  cr_assert_eq (vmdr_repo_config_default (&c), 0);
-  c.fanout = fanout;
-  c.pack_size = 1u << 20;       /* several packs even for small images */
-  cr_assert_eq (vmdr_repo_init (path, &c), 0);
-  cr_assert_eq (vmdr_repo_open (path, &r), 0);
-  cr_assert_eq (vmdr_repo_load_index (r, NULL), 0);
-  return r;
+  fanout_wanted = fanout;
+  return scratch_repo (tune);
 }
 
 TestSuite (repo, .init = setup, .fini = teardown);

@@ -20,6 +20,7 @@
 #include "endian-util.h"
 #include "pack.h"
 #include "repo.h"
+#include "scratch-repo.h"
 #include "stream-index.h"
 
 /* The chunk geometry these tests write with: the recommended defaults
@@ -302,42 +303,23 @@ Test (cdc, zero_runs)
 
 /* ---- a repository ----------------------------------------------------------- */
 
-static char dir[64];
+static uint32_t fanout_wanted;
 
 static void
-setup (void)
+tune (struct vmdr_repo_config *c)
 {
-  snprintf (dir, sizeof dir, "/tmp/vmdr-unit.XXXXXX");
-  cr_assert_not_null (mkdtemp (dir));
-}
-
-static void
-teardown (void)
-{
-  char cmd[128];
-  snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
-  cr_assert_eq (system (cmd), 0);
+  c->fanout = fanout_wanted;
+  c->cdc_min = CDC_MIN;
+  c->cdc_avg = CDC_AVG;
+  c->cdc_max = CDC_MAX;
+  c->pack_size = 4u << 20;      /* several packs */
 }
 
 static struct vmdr_repo *
 make_repo (uint32_t fanout)
 {
-  struct vmdr_repo_config c;
-  struct vmdr_repo *r;
-  char path[128];
-
-  snprintf (path, sizeof path, "%s/repo", dir);
-  mkdir (path, 0755);
-  cr_assert_eq (vmdr_repo_config_default (&c), 0);
-  c.fanout = fanout;
-  c.cdc_min = CDC_MIN;
-  c.cdc_avg = CDC_AVG;
-  c.cdc_max = CDC_MAX;
-  c.pack_size = 4u << 20;       /* several packs */
-  cr_assert_eq (vmdr_repo_init (path, &c), 0);
-  cr_assert_eq (vmdr_repo_open (path, &r), 0);
-  cr_assert_eq (vmdr_repo_load_index (r, NULL), 0);
-  return r;
+  fanout_wanted = fanout;
+  return scratch_repo (tune);
 }
 
 /* Write N bytes at P as a stream, fed in pieces of STEP bytes. */
