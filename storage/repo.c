@@ -11,6 +11,7 @@
 #include "repo.h"
 
 #define PENDING UINT32_MAX      /* chunk in the pack being written */
+#define QUEUE_MAX 2             /* full packs waiting to be written */
 
 /* One chunk-index slot.  digest all zero = empty slot (the zero digest is
  * never stored: all-zero chunks are not chunks). */
@@ -32,8 +33,15 @@ struct vmdr_repo {
   struct vmdr_digest *packs;
   size_t npacks, packs_cap;
   struct vmdr_pack_writer *w;
-  unsigned inflight;            /* detached packs being written */
+  unsigned inflight;            /* detached packs queued or being written */
   pthread_cond_t flushed;       /* signalled when one is done */
+  /* Full packs wait here for the flusher thread, which writes them while
+   * the workers go on compressing: at most QUEUE_MAX of them (memory). */
+  struct vmdr_pack_writer *queue[QUEUE_MAX];
+  size_t queued;
+  pthread_cond_t queue_cond;    /* the queue changed */
+  pthread_t flusher;
+  bool flusher_running, stopping;
   /* A failed pack write loses the pending chunks the index still lists:
    * from then on every put and flush fails with this error. */
   int failed;
@@ -193,6 +201,7 @@ vmdr_repo_open (const char *address, struct vmdr_repo **out)
     return -ENOMEM;
   pthread_mutex_init (&r->lock, NULL);
   pthread_cond_init (&r->flushed, NULL);
+  pthread_cond_init (&r->queue_cond, NULL);
   if ((ret = vmdr_backend_open (address, &r->b)) < 0 ||
       (ret = read_config (r->b, &r->cfg)) < 0 ||
       (ret = vmdr_pack_writer_new (r->cfg.pack_size, &r->w)) < 0) {
@@ -203,16 +212,20 @@ vmdr_repo_open (const char *address, struct vmdr_repo **out)
   return 0;
 }
 
+static void stop_flusher (struct vmdr_repo *r);
+
 void
 vmdr_repo_close (struct vmdr_repo *r)
 {
   if (r == NULL)
     return;
+  stop_flusher (r);
   vmdr_pack_writer_free (r->w);
   vmdr_backend_close (r->b);
   free (r->slots);
   free (r->packs);
   pthread_cond_destroy (&r->flushed);
+  pthread_cond_destroy (&r->queue_cond);
   pthread_mutex_destroy (&r->lock);
   free (r);
 }
@@ -362,6 +375,63 @@ write_detached (struct vmdr_repo *r, struct vmdr_pack_writer *w)
   return ret;
 }
 
+/* The flusher: writes queued packs in order until stopped with an empty
+ * queue. */
+static void *
+flusher (void *opaque)
+{
+  struct vmdr_repo *r = opaque;
+
+  pthread_mutex_lock (&r->lock);
+  for (;;) {
+    while (r->queued == 0 && !r->stopping)
+      pthread_cond_wait (&r->queue_cond, &r->lock);
+    if (r->queued == 0)
+      break;
+    struct vmdr_pack_writer *w = r->queue[0];
+    memmove (r->queue, r->queue + 1, --r->queued * sizeof r->queue[0]);
+    pthread_cond_broadcast (&r->queue_cond);
+    pthread_mutex_unlock (&r->lock);
+    write_detached (r, w);
+    pthread_mutex_lock (&r->lock);
+  }
+  pthread_mutex_unlock (&r->lock);
+  return NULL;
+}
+
+/* Hand a detached pack to the flusher, waiting while the queue is full.
+ * Without a flusher thread (it could not start) the caller writes it. */
+static int
+enqueue (struct vmdr_repo *r, struct vmdr_pack_writer *w)
+{
+  pthread_mutex_lock (&r->lock);
+  if (!r->flusher_running && !r->stopping &&
+      pthread_create (&r->flusher, NULL, flusher, r) == 0)
+    r->flusher_running = true;
+  if (!r->flusher_running) {
+    pthread_mutex_unlock (&r->lock);
+    return write_detached (r, w);
+  }
+  while (r->queued == QUEUE_MAX)
+    pthread_cond_wait (&r->queue_cond, &r->lock);
+  r->queue[r->queued++] = w;
+  pthread_cond_broadcast (&r->queue_cond);
+  pthread_mutex_unlock (&r->lock);
+  return 0;
+}
+
+static void
+stop_flusher (struct vmdr_repo *r)
+{
+  pthread_mutex_lock (&r->lock);
+  r->stopping = true;
+  pthread_cond_broadcast (&r->queue_cond);
+  pthread_mutex_unlock (&r->lock);
+  if (r->flusher_running)
+    pthread_join (r->flusher, NULL);
+  r->flusher_running = false;
+}
+
 int
 vmdr_repo_flush (struct vmdr_repo *r)
 {
@@ -442,10 +512,10 @@ vmdr_repo_put_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
   else if ((ret = add_blob_locked (r, d, blob, blen, len, &full)) < 0)
     r->failed = ret;
   pthread_mutex_unlock (&r->lock);
-  /* A full pack is written by the thread that filled it, without the
-   * lock: the other workers go on compressing meanwhile. */
+  /* A full pack goes to the flusher thread: the workers go on
+   * compressing while it is hashed, written and fsync'd. */
   if (full) {
-    int w = write_detached (r, full);
+    int w = enqueue (r, full);
     if (ret == 0)
       ret = w;
   }
