@@ -24,6 +24,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib.sh"
 work=${VMDR_BENCH_DIR:-/var/tmp/vmdr-chunkbench}
 size=${VMDR_BENCH_SIZE:-3G}
 results=$work/results.txt
@@ -53,44 +54,7 @@ run cc -O2 -Wall -Wextra -o "$work/chunkbench" "$here/chunkbench.c" \
     -lzstd -lb2 -lxxhash -lcrypto -lpthread
 
 # ---- the image -----------------------------------------------------------
-image_bytes=$(numfmt --from=iec "$size")
-budget_kb=$(( image_bytes * 5 / 6 / 1024 ))
-read -r -a dirs <<<"${VMDR_BENCH_SRC:-}"
-if (( ${#dirs[@]} == 0 )); then
-  if (( $(du -sk /usr | cut -f1) <= budget_kb )); then
-    dirs=(/usr)
-  else
-    # Libraries, data and docs, headers, helpers, programs: whatever fits.
-    total=0
-    for d in /usr/lib/x86_64-linux-gnu /usr/share /usr/include /usr/libexec \
-             /usr/bin /usr/sbin; do
-      [[ -d $d ]] || continue
-      kb=$(du -sk "$d" | cut -f1)
-      if (( total + kb <= budget_kb )); then
-        dirs+=("$d")
-        total=$(( total + kb ))
-      fi
-    done
-  fi
-fi
-log "image: $size ext4 holding ${dirs[*]} ($(du -sch "${dirs[@]}" | tail -1 | cut -f1))"
-rm -f img.raw img-changed.raw
-run truncate -s "$size" img.raw
-if [[ ${dirs[*]} == /usr ]]; then
-  run mkfs.ext4 -q -F -d /usr img.raw
-else
-  rm -rf tree
-  for d in "${dirs[@]}"; do
-    mkdir -p "tree$(dirname "$d")"
-    cp -a "$d" "tree$d"
-  done
-  run mkfs.ext4 -q -F -d tree img.raw
-  rm -rf tree
-fi
-dumpe2fs -h img.raw 2>/dev/null |
-  awk -F: '/^Block count/ {n=$2} /^Free blocks/ {f=$2} /^Block size/ {b=$2}
-           END {printf "image: %.0f MB of %.0f MB in use\n", (n-f)*b/1e6, n*b/1e6}' |
-  tee -a "$results"
+bench_make_image "$size"
 log "image: $(du -B1 img.raw | cut -f1) bytes allocated (sparse)"
 
 run cp --sparse=always img.raw img-changed.raw

@@ -60,6 +60,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib.sh"
 root=$(cd "$here/../.." && pwd)
 build=${VMDR_BUILD:-$root/build}
 work=${VMDR_BENCH_DIR:-/var/tmp/vmdr-repobench}
@@ -242,45 +243,8 @@ run cc -O2 -Wall -Wextra -o "$work/chunkbench" "$root/bench/chunk-size/chunkbenc
 run cc -O2 -Wall -Wextra -o "$work/cpulimit" "$here/cpulimit.c" \
     -lzstd -lb2 -lxxhash -lcrypto -lpthread
 
-# ---- the image (as bench/chunk-size/run.sh) ------------------------------
-image_bytes=$(numfmt --from=iec "$size")
-budget_kb=$(( image_bytes * 5 / 6 / 1024 ))
-read -r -a dirs <<<"${VMDR_BENCH_SRC:-}"
-if (( ${#dirs[@]} == 0 )); then
-  if (( $(du -sk /usr | cut -f1) <= budget_kb )); then
-    dirs=(/usr)
-  else
-    total=0
-    for d in /usr/lib/x86_64-linux-gnu /usr/share /usr/include /usr/libexec \
-             /usr/bin /usr/sbin; do
-      [[ -d $d ]] || continue
-      kb=$(du -sk "$d" | cut -f1)
-      if (( total + kb <= budget_kb )); then
-        dirs+=("$d")
-        total=$(( total + kb ))
-      fi
-    done
-  fi
-fi
-log ""
-log "image: $size ext4 holding ${dirs[*]} ($(du -sch "${dirs[@]}" | tail -1 | cut -f1))"
-rm -f img.raw img-changed.raw
-truncate -s "$size" img.raw
-if [[ ${dirs[*]} == /usr ]]; then
-  run mkfs.ext4 -q -F -d /usr img.raw
-else
-  rm -rf tree
-  for d in "${dirs[@]}"; do
-    mkdir -p "tree$(dirname "$d")"
-    cp -a "$d" "tree$d"
-  done
-  run mkfs.ext4 -q -F -d tree img.raw
-  rm -rf tree
-fi
-dumpe2fs -h img.raw 2>/dev/null |
-  awk -F: '/^Block count/ {n=$2} /^Free blocks/ {f=$2} /^Block size/ {b=$2}
-           END {printf "image: file system: %.0f MB of %.0f MB in use\n", (n-f)*b/1e6, n*b/1e6}' |
-  tee -a "$results"
+# ---- the image (bench/lib.sh, shared with bench/chunk-size) --------------
+bench_make_image "$size"
 # Both images with the same allocation rule (blocks of zeros are holes), so
 # that "allocated" means the same for both.
 cp --sparse=always img.raw img.tmp
