@@ -40,17 +40,6 @@ usage (FILE *fp, int status)
   exit (status);
 }
 
-static const char *
-damage_text (int err)
-{
-  switch (err) {
-  case -EBADMSG: return "checksum mismatch or malformed";
-  case -EILSEQ: return "content does not match its digest";
-  case -ENOENT: return "missing";
-  default: return strerror (-err);
-  }
-}
-
 struct opts {
   bool json, quiet;
   struct vmdr_verify_opts v;
@@ -75,13 +64,13 @@ verify_one (struct vmdr_repo *repo, const char *id, const struct opts *o,
     return -ENOENT;
   }
   if (r < 0) {
-    snprintf (why, sizeof why, "manifest unreadable: %s", damage_text (r));
+    snprintf (why, sizeof why, "manifest unreadable: %s", vmdr_damage_text (r));
     memset (&res, 0, sizeof res);
   }
   else if ((r = vmdr_verify_snapshot (repo, &m, &o->v, &res)) == -EBADMSG) {
     if (res.tree_err)
       snprintf (why, sizeof why, "disk %s: index damaged: %s",
-                m.disks[res.tree_disk].target, damage_text (res.tree_err));
+                m.disks[res.tree_disk].target, vmdr_damage_text (res.tree_err));
     else {
       vmdr_digest_to_hex (&res.damage[0].digest, hex);
       size_t k = res.damage[0].disk;
@@ -89,7 +78,7 @@ verify_one (struct vmdr_repo *repo, const char *id, const struct opts *o,
                 (unsigned long long) res.damaged_chunks, res.damaged_chunks == 1 ? "" : "s",
                 k < m.ndisks ? "disk" : "the", k < m.ndisks ? m.disks[k].target : "memory image",
                 (unsigned long long) res.damage[0].offset, hex,
-                damage_text (res.damage[0].err));
+                vmdr_damage_text (res.damage[0].err));
     }
   }
   else if (r < 0) {

@@ -383,7 +383,7 @@ static void
 fail (struct reader *r, int err, const struct job *j)
 {
   if (j && r->o->damage && is_damage (err)) {   /* report it and go on */
-    struct vmdr_restore_error w = { j->index * r->t->chunk_size, j->d };
+    struct vmdr_restore_error w = { true, j->index * r->t->chunk_size, j->d };
     r->o->damage (r->o->dopaque, &w, err);
     if (r->damage_err == 0) {
       r->damage_err = err;
@@ -394,6 +394,7 @@ fail (struct reader *r, int err, const struct job *j)
   if (r->err == 0) {
     r->err = err;
     if (j) {
+      r->where.chunk = true;
       r->where.offset = j->index * r->t->chunk_size;
       r->where.digest = j->d;
     }
@@ -403,7 +404,8 @@ fail (struct reader *r, int err, const struct job *j)
 }
 
 static int
-restore_one (struct reader *r, struct vmdr_zctx *z, uint8_t *buf, const struct job *j)
+restore_one (struct reader *r, unsigned no, struct vmdr_zctx *z, uint8_t *buf,
+             const struct job *j)
 {
   size_t want = chunk_len (r->t->virtual_size, r->t->chunk_size, j->index), len;
   size_t done = 0;
@@ -414,6 +416,8 @@ restore_one (struct reader *r, struct vmdr_zctx *z, uint8_t *buf, const struct j
     e = -EBADMSG;               /* a chunk of the wrong size is damage */
   if (e < 0)
     return e;
+  if (r->o->sink)
+    return r->o->sink (r->o->sopaque, no, buf, len, j->index * r->t->chunk_size);
   while (r->fd >= 0 && done < len) {
     ssize_t n = pwrite (r->fd, buf + done, len - done,
                         (off_t) (j->index * r->t->chunk_size + done));
@@ -426,10 +430,16 @@ restore_one (struct reader *r, struct vmdr_zctx *z, uint8_t *buf, const struct j
   return 0;
 }
 
+struct worker {
+  struct reader *r;
+  unsigned no;
+};
+
 static void *
 restore_worker (void *opaque)
 {
-  struct reader *r = opaque;
+  const struct worker *w = opaque;
+  struct reader *r = w->r;
   struct vmdr_zctx *z = NULL;
   uint8_t *buf = malloc (r->t->chunk_size);
   int e = buf ? vmdr_zctx_new (1, &z) : -ENOMEM;
@@ -450,7 +460,7 @@ restore_worker (void *opaque)
     r->count--;
     pthread_cond_signal (&r->not_full);
     pthread_mutex_unlock (&r->lock);
-    e = restore_one (r, z, buf, &j);
+    e = restore_one (r, w->no, z, buf, &j);
     pthread_mutex_lock (&r->lock);
     if (e < 0)
       fail (r, e, &j);
@@ -503,6 +513,7 @@ vmdr_disk_read (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
 {
   _cleanup_free_ struct reader *r = calloc (1, sizeof *r);
   pthread_t tids[VMDR_MAX_THREADS];
+  struct worker ws[VMDR_MAX_THREADS];
   struct vmdr_zctx *z = NULL;
   unsigned started = 0;
   int e;
@@ -518,9 +529,11 @@ vmdr_disk_read (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
   pthread_mutex_init (&r->lock, NULL);
   pthread_cond_init (&r->not_empty, NULL);
   pthread_cond_init (&r->not_full, NULL);
-  for (; started < o->threads; started++)
-    if (pthread_create (&tids[started], NULL, restore_worker, r) != 0)
+  for (; started < o->threads; started++) {
+    ws[started] = (struct worker) { r, started };
+    if (pthread_create (&tids[started], NULL, restore_worker, &ws[started]) != 0)
       break;
+  }
   if (started == 0)
     e = -EAGAIN;
   else

@@ -62,6 +62,7 @@ int vmdr_file_data_ranges (int fd, uint64_t size, uint32_t chunk_size,
                            struct vmdr_chunk_range **ranges, size_t *n);
 
 struct vmdr_restore_error {
+  bool chunk;                   /* about one chunk: offset and digest are set */
   uint64_t offset;              /* byte offset in the disk of the bad chunk */
   struct vmdr_digest digest;
 };
@@ -91,8 +92,16 @@ typedef void (*vmdr_damage_fn) (void *opaque, const struct vmdr_restore_error *w
 typedef bool (*vmdr_chunk_filter_fn) (void *opaque, uint64_t index,
                                       const struct vmdr_digest *d);
 
+/* Where restored chunks go when not to a file descriptor: LEN bytes at
+ * OFF, from worker WORKER (0 .. threads-1), so a sink can keep one
+ * connection per worker.  0 or -errno. */
+typedef int (*vmdr_sink_fn) (void *opaque, unsigned worker, const void *buf,
+                             size_t len, uint64_t off);
+
 struct vmdr_read_opts {
   int fd;                       /* where to write; -1: verify only */
+  vmdr_sink_fn sink;            /* if not NULL, chunks go here, not to fd */
+  void *sopaque;
   unsigned threads;
   vmdr_progress_fn progress;    /* may be NULL */
   void *popaque;

@@ -612,7 +612,7 @@ walk_node (struct walk *w, const struct vmdr_stream_entry *ent, unsigned level,
   if ((r = read_node (w, ent, level, spine, e, &n)) < 0) {
     if (!w->bad) {
       w->bad = true;
-      w->where = (struct vmdr_restore_error) { off, ent->d };
+      w->where = (struct vmdr_restore_error) { true, off, ent->d };
     }
     return r;
   }
@@ -782,7 +782,7 @@ emit_slot (struct restorer *r, const struct rslot *s)
 
   if (e < 0) {
     r->bad = true;
-    r->where = (struct vmdr_restore_error) { s->off, s->e.d };
+    r->where = (struct vmdr_restore_error) { true, s->off, s->e.d };
     return e;
   }
   if (r->fd >= 0)

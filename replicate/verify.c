@@ -259,3 +259,14 @@ vmdr_damage_is_marked (struct vmdr_repo *repo, const char *id)
   r = b->ops->stat (b, key, &info);
   return r == -ENOENT ? 0 : r < 0 ? r : 1;
 }
+
+const char *
+vmdr_damage_text (int err)
+{
+  switch (err) {
+  case -EBADMSG: return "checksum mismatch or malformed";
+  case -EILSEQ: return "content does not match its digest";
+  case -ENOENT: return "missing";
+  default: return strerror (-err);
+  }
+}

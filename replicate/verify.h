@@ -63,4 +63,8 @@ int vmdr_damage_mark (struct vmdr_repo *repo, const char *id, const char *why);
 int vmdr_damage_clear (struct vmdr_repo *repo, const char *id);
 int vmdr_damage_is_marked (struct vmdr_repo *repo, const char *id);
 
+/* What a damage error of a chunk or index read (-EBADMSG, -EILSEQ,
+ * -ENOENT) means, for messages; other errors as strerror. */
+const char *vmdr_damage_text (int err);
+
 #endif

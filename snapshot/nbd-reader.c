@@ -189,3 +189,21 @@ vmdr_nbd_pread (struct vmdr_nbd *r, void *buf, size_t count, uint64_t offset)
     return nbd_errno ();
   return 0;
 }
+
+int
+vmdr_nbd_pwrite (struct vmdr_nbd *r, const void *buf, size_t count, uint64_t offset)
+{
+  if (count > VMDR_NBD_MAX_REQUEST)
+    return -EINVAL;
+  if (nbd_pwrite (r->nbd, buf, count, offset, 0) == -1)
+    return nbd_errno ();
+  return 0;
+}
+
+int
+vmdr_nbd_flush (struct vmdr_nbd *r)
+{
+  if (nbd_flush (r->nbd, 0) == -1)
+    return nbd_errno ();
+  return 0;
+}

@@ -28,7 +28,8 @@ struct vmdr_nbd;
 /* Connect to EXPORT on the unix socket SOCKET and request the metadata
  * contexts in CONTEXTS (a NULL-terminated array, may be NULL or empty).
  * A context the server does not offer is not an error here; ask with
- * vmdr_nbd_has_context.  Read-only: the connection never writes.
+ * vmdr_nbd_has_context.  Only vmdr_nbd_pwrite writes (a restore into an
+ * image); nothing else does.
  * Returns 0 and *out, or -errno (-ECONNREFUSED, -ENOENT, -EIO, ...). */
 int vmdr_nbd_open_unix (const char *socket, const char *export,
                         const char *const *contexts, struct vmdr_nbd **out);
@@ -60,6 +61,12 @@ int vmdr_nbd_extents (struct vmdr_nbd *r, const char *context,
 #define VMDR_NBD_MAX_REQUEST (32u << 20)
 int vmdr_nbd_pread (struct vmdr_nbd *r, void *buf, size_t count,
                     uint64_t offset);
+
+/* Write COUNT (at most VMDR_NBD_MAX_REQUEST) bytes at OFFSET; make every
+ * write so far durable.  0 or -errno. */
+int vmdr_nbd_pwrite (struct vmdr_nbd *r, const void *buf, size_t count,
+                     uint64_t offset);
+int vmdr_nbd_flush (struct vmdr_nbd *r);
 
 /* The libnbd message of the last failure on this thread, never NULL. */
 const char *vmdr_nbd_last_error (void);

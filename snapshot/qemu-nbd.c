@@ -36,32 +36,16 @@ listening (const char *path)
   return ok;
 }
 
-int
-vmdr_qemu_nbd_start (const char *file, const char *format, const char *export,
-                     const char *bitmap, const char *socket, unsigned shared,
-                     struct vmdr_qemu_nbd *out)
+/* Spawn qemu-nbd with ARGV and wait until it listens on SOCKET (10 s). */
+static int
+spawn (const char *const *argv, const char *socket, bool bitmap,
+       struct vmdr_qemu_nbd *out)
 {
-  char sh[16];
-  const char *argv[20];
   posix_spawn_file_actions_t fa;
-  int n = 0, st, r;
+  int st, r;
   pid_t pid;
 
-  snprintf (sh, sizeof sh, "%u", shared);
   unlink (socket);
-  argv[n++] = "qemu-nbd";
-  argv[n++] = "--persistent";
-  argv[n++] = "--read-only";
-  argv[n++] = "--shared"; argv[n++] = sh;
-  argv[n++] = "--socket"; argv[n++] = socket;
-  argv[n++] = "--export-name"; argv[n++] = export;
-  argv[n++] = "--format"; argv[n++] = format;
-  if (bitmap) {
-    argv[n++] = "--bitmap";
-    argv[n++] = bitmap;
-  }
-  argv[n++] = file;
-  argv[n] = NULL;
   /* qemu-nbd's own messages would break a tool's one-line errors. */
   posix_spawn_file_actions_init (&fa);
   posix_spawn_file_actions_addopen (&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
@@ -86,12 +70,61 @@ vmdr_qemu_nbd_start (const char *file, const char *format, const char *export,
   return -ETIMEDOUT;
 }
 
-void
+int
+vmdr_qemu_nbd_start (const char *file, const char *format, const char *export,
+                     const char *bitmap, const char *socket, unsigned shared,
+                     struct vmdr_qemu_nbd *out)
+{
+  char sh[16];
+  const char *argv[20];
+  int n = 0;
+
+  snprintf (sh, sizeof sh, "%u", shared);
+  argv[n++] = "qemu-nbd";
+  argv[n++] = "--persistent";
+  argv[n++] = "--read-only";
+  argv[n++] = "--shared"; argv[n++] = sh;
+  argv[n++] = "--socket"; argv[n++] = socket;
+  argv[n++] = "--export-name"; argv[n++] = export;
+  argv[n++] = "--format"; argv[n++] = format;
+  if (bitmap) {
+    argv[n++] = "--bitmap";
+    argv[n++] = bitmap;
+  }
+  argv[n++] = file;
+  argv[n] = NULL;
+  return spawn (argv, socket, bitmap != NULL, out);
+}
+
+int
+vmdr_qemu_nbd_start_writable (const char *file, const char *format, const char *export,
+                              const char *socket, unsigned shared,
+                              struct vmdr_qemu_nbd *out)
+{
+  char sh[16];
+  const char *argv[] = {
+    "qemu-nbd", "--persistent", "--shared", sh, "--socket", socket,
+    "--export-name", export, "--format", format, "--cache", "writeback",
+    "--discard", "unmap", file, NULL
+  };
+
+  snprintf (sh, sizeof sh, "%u", shared);
+  return spawn (argv, socket, false, out);
+}
+
+int
 vmdr_qemu_nbd_stop (struct vmdr_qemu_nbd *q)
 {
+  int st;
+
   if (q->pid <= 0)
-    return;
+    return 0;
   kill (q->pid, SIGTERM);
-  waitpid (q->pid, NULL, 0);
+  if (waitpid (q->pid, &st, 0) < 0)
+    st = -1;
   q->pid = 0;
+  /* SIGTERM is how it is told to stop: that death is a clean exit. */
+  if (WIFSIGNALED (st) && WTERMSIG (st) == SIGTERM)
+    return 0;
+  return WIFEXITED (st) && WEXITSTATUS (st) == 0 ? 0 : -EIO;
 }

@@ -1,6 +1,6 @@
 /* qemu-nbd as the NBD server of a disk image nobody runs: the disks of a
  * shut-off domain, read-only, with a persistent dirty bitmap exported when
- * an incremental needs one. */
+ * an incremental needs one; and a restore's new qcow2 image, writable. */
 #ifndef VMDR_QEMU_NBD_H
 #define VMDR_QEMU_NBD_H
 
@@ -20,7 +20,15 @@ int vmdr_qemu_nbd_start (const char *file, const char *format, const char *expor
                          const char *bitmap, const char *socket, unsigned shared,
                          struct vmdr_qemu_nbd *out);
 
-/* Stop the server and wait for it.  A stopped one is fine. */
-void vmdr_qemu_nbd_stop (struct vmdr_qemu_nbd *q);
+/* Serve FILE read-write, for restoring into an image: like
+ * vmdr_qemu_nbd_start without bitmaps.  Writes are cached by qemu-nbd: the
+ * clients flush before they disconnect. */
+int vmdr_qemu_nbd_start_writable (const char *file, const char *format,
+                                  const char *export, const char *socket,
+                                  unsigned shared, struct vmdr_qemu_nbd *out);
+
+/* Stop the server and wait for it.  A stopped one is fine.  0, or -EIO
+ * when it did not exit cleanly (a writer must then distrust the image). */
+int vmdr_qemu_nbd_stop (struct vmdr_qemu_nbd *q);
 
 #endif

@@ -7,7 +7,7 @@ if [ "${VMDR_IN_NS:-}" != 1 ] && [ "$(id -u)" = 0 ] && command -v unshare >/dev/
 fi
 . "$(dirname "$0")/../harness/lib.sh"
 [ "${VMDR_IN_NS:-}" = 1 ] || tap_skip_all "needs root and unshare (a private mount namespace)"
-need_cmd mount repo-image vmdr-init vmdr-ls vmdr-verify python3
+need_cmd mount repo-image vmdr-init vmdr-ls vmdr-verify vmdr-restore python3
 M=$T/mnt
 mkdir -p "$M"
 mount -t tmpfs -o size=3m tmpfs "$M" || tap_skip_all "cannot mount tmpfs"
@@ -35,5 +35,20 @@ tap_ok "and verified" vmdr-verify -q -r "$R"
 vmdr-init -r "$M/new" > /dev/null 2> "$T/err"; st=$?
 tap_is "init on a read-only file system: exit 1, one line" "$st $(wc -l < "$T/err")" "1 1"
 tap_ok "... saying why" grep -q "^vmdr-init: cannot create '$M/new': Read-only file system" "$T/err"
+
+# A restore into a file system too small for it: one line, nothing left.
+R2=$T/repo2
+O=$T/small-out
+mkdir -p "$O"
+mount -t tmpfs -o size=2m tmpfs "$O" || tap_bail "cannot mount tmpfs"
+at_exit "umount -l '$O' 2>/dev/null"
+vmdr-init -q -r "$R2"
+repo-image put "$R2" vm vda="$T/big" > /dev/null || tap_bail "put to $R2"
+for fmt in raw qcow2; do
+  vmdr-restore -r "$R2" vm@latest -o "$O" --format $fmt > /dev/null 2> "$T/err"; st=$?
+  tap_is "restore ($fmt) to a full file system: exit 1, one line" "$st $(wc -l < "$T/err")" "1 1"
+  tap_ok "... saying why" grep -q "^vmdr-restore: cannot write '$O/vm-vda.$fmt': No space left on device" "$T/err"
+  tap_is "... and nothing is left" "$(ls -A "$O")" ""
+done
 
 tap_done

@@ -1,0 +1,404 @@
+#include <config.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "nbd-reader.h"
+#include "qemu-nbd.h"
+#include "restore.h"
+#include "verify.h"
+
+extern char **environ;
+
+bool
+vmdr_restore_format_valid (const char *format)
+{
+  return strcmp (format, "raw") == 0 || strcmp (format, "qcow2") == 0;
+}
+
+static bool
+is_damage (int e)
+{
+  return e == -EBADMSG || e == -EILSEQ || e == -ENOENT;
+}
+
+/* An existing PATH may be replaced only with force, and only if it is a
+ * regular file: renaming over a device node or a directory is never what
+ * the user meant. */
+static int
+check_target (const char *path, bool force)
+{
+  struct stat sb;
+
+  if (lstat (path, &sb) < 0)
+    return errno == ENOENT ? 0 : -errno;
+  if (!force)
+    return -EEXIST;
+  return S_ISREG (sb.st_mode) ? 0 : -EISDIR;
+}
+
+/* A temporary file in PATH's directory: ".NAME.vmdr-XXXXXX". */
+static int
+make_temp (const char *path, char *tmp, size_t size)
+{
+  char copy[PATH_MAX], copy2[PATH_MAX];
+  int fd;
+
+  if (strlen (path) >= sizeof copy)
+    return -ENAMETOOLONG;
+  strcpy (copy, path);
+  strcpy (copy2, path);
+  if ((size_t) snprintf (tmp, size, "%s/.%s.vmdr-XXXXXX", dirname (copy),
+                         basename (copy2)) >= size)
+    return -ENAMETOOLONG;
+  fd = mkostemp (tmp, O_CLOEXEC);
+  return fd < 0 ? -errno : fd;
+}
+
+static int
+sync_dir (const char *path)
+{
+  char copy[PATH_MAX];
+  _cleanup_close_ int fd = -1;
+
+  strcpy (copy, path);          /* callers checked the length */
+  fd = open (dirname (copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || fsync (fd) < 0)
+    return -errno;
+  return 0;
+}
+
+/* Move the complete TMP to PATH; without FORCE never over a file that
+ * appeared meanwhile. */
+static int
+place (const char *tmp, const char *path, bool force)
+{
+  if (force) {
+    if (rename (tmp, path) < 0)
+      return -errno;
+  }
+  else if (renameat2 (AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+    if (errno != EINVAL && errno != ENOSYS)
+      return -errno;
+    if (link (tmp, path) < 0)   /* a file system without NOREPLACE */
+      return -errno;
+    unlink (tmp);
+  }
+  return sync_dir (path);
+}
+
+/* Run ARGV quietly; 0 if it exited 0, else -EIO. */
+static int
+run_quiet (const char *const *argv)
+{
+  posix_spawn_file_actions_t fa;
+  pid_t pid;
+  int st, r;
+
+  posix_spawn_file_actions_init (&fa);
+  posix_spawn_file_actions_addopen (&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen (&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  r = posix_spawnp (&pid, argv[0], &fa, NULL, (char *const *) argv, environ);
+  posix_spawn_file_actions_destroy (&fa);
+  if (r != 0)
+    return -EIO;
+  while (waitpid (pid, &st, 0) < 0)
+    if (errno != EINTR)
+      return -errno;
+  return WIFEXITED (st) && WEXITSTATUS (st) == 0 ? 0 : -EIO;
+}
+
+/* ---- qcow2 through qemu-nbd ----------------------------------------------- */
+
+struct nbd_sink {
+  struct vmdr_nbd *conn[VMDR_MAX_THREADS];
+  unsigned n;
+};
+
+static int
+nbd_sink_write (void *opaque, unsigned worker, const void *buf, size_t len,
+                uint64_t off)
+{
+  struct nbd_sink *s = opaque;
+
+  return vmdr_nbd_pwrite (s->conn[worker], buf, len, off);
+}
+
+/* Close the connections, the first one flushing: qemu-nbd serves one
+ * block backend, so one flush makes every connection's writes durable. */
+static int
+nbd_sink_close (struct nbd_sink *s, bool flush)
+{
+  int r = 0;
+
+  if (flush && s->n > 0)
+    r = vmdr_nbd_flush (s->conn[0]);
+  for (unsigned i = 0; i < s->n; i++)
+    vmdr_nbd_close (s->conn[i]);
+  s->n = 0;
+  return r;
+}
+
+static int
+socket_dir (const struct vmdr_restore_opts *o, char *dir, size_t size)
+{
+  const char *base = o->scratch_dir ? o->scratch_dir : getenv ("TMPDIR");
+
+  if (base == NULL || *base == '\0')
+    base = "/tmp";
+  /* A unix socket path has 108 bytes; keep room for "/nbd.sock". */
+  if ((size_t) snprintf (dir, size, "%s/vmdr-restore-XXXXXX", base) >= size ||
+      strlen (dir) > 90)
+    return -ENAMETOOLONG;
+  return mkdtemp (dir) ? 0 : -errno;
+}
+
+static int
+write_qcow2 (struct vmdr_repo *repo, const struct vmdr_disk_tree *t,
+             const char *tmp, const struct vmdr_restore_opts *o,
+             struct vmdr_disk_read_stats *st, struct vmdr_restore_failure *f)
+{
+  char size[32], dir[PATH_MAX], sock[PATH_MAX];
+  const char *create[] = { "qemu-img", "create", "-q", "-f", "qcow2", tmp, size, NULL };
+  struct vmdr_qemu_nbd q = { 0 };
+  struct nbd_sink sink = { .n = 0 };
+  struct vmdr_read_opts ro = { .fd = -1, .sink = nbd_sink_write, .sopaque = &sink,
+                               .threads = o->threads, .progress = o->progress,
+                               .popaque = o->popaque };
+  int r, r2;
+
+  snprintf (size, sizeof size, "%llu", (unsigned long long) t->virtual_size);
+  if ((r = run_quiet (create)) < 0 || (r = socket_dir (o, dir, sizeof dir)) < 0)
+    return r;
+  snprintf (sock, sizeof sock, "%s/nbd.sock", dir);
+  r = vmdr_qemu_nbd_start_writable (tmp, "qcow2", "restore", sock, o->threads, &q);
+  while (r == 0 && sink.n < o->threads)
+    if ((r = vmdr_nbd_open_unix (sock, "restore", NULL, &sink.conn[sink.n])) == 0)
+      sink.n++;
+  if (r == 0) {
+    r = vmdr_disk_read (repo, t, &ro, st, &f->where);
+    f->damage = is_damage (r);
+  }
+  r2 = nbd_sink_close (&sink, r == 0);
+  if (r == 0)
+    r = r2;
+  r2 = vmdr_qemu_nbd_stop (&q);
+  if (r == 0)
+    r = r2;
+  unlink (sock);
+  rmdir (dir);
+  return r;
+}
+
+/* ---- the outputs ---------------------------------------------------------- */
+
+int
+vmdr_restore_disk_file (struct vmdr_repo *repo, const struct vmdr_manifest_disk *d,
+                        const char *path, const char *format,
+                        const struct vmdr_restore_opts *o,
+                        struct vmdr_disk_read_stats *st,
+                        struct vmdr_restore_failure *f)
+{
+  struct vmdr_disk_tree t;
+  char tmp[PATH_MAX];
+  _cleanup_close_ int fd = -1;
+  int r;
+
+  memset (f, 0, sizeof *f);
+  if (!vmdr_restore_format_valid (format) || o->threads < 1 ||
+      o->threads > VMDR_MAX_THREADS)
+    return -EINVAL;
+  if ((r = check_target (path, o->force)) < 0 ||
+      (fd = make_temp (path, tmp, sizeof tmp)) < 0)
+    return r < 0 ? r : fd;
+  vmdr_manifest_disk_tree (d, &t);
+  if (strcmp (format, "qcow2") == 0)
+    r = write_qcow2 (repo, &t, tmp, o, st, f);
+  else if (ftruncate (fd, (off_t) t.virtual_size) < 0)
+    r = -errno;
+  else {
+    struct vmdr_read_opts ro = { .fd = fd, .threads = o->threads,
+                                 .progress = o->progress, .popaque = o->popaque };
+    r = vmdr_disk_read (repo, &t, &ro, st, &f->where);   /* fsyncs */
+    f->damage = is_damage (r);
+  }
+  if (r == 0)
+    r = place (tmp, path, o->force);
+  if (r < 0)
+    unlink (tmp);
+  return r;
+}
+
+int
+vmdr_restore_memory_file (struct vmdr_repo *repo,
+                          const struct vmdr_manifest_memory *mem,
+                          const char *path, const struct vmdr_restore_opts *o,
+                          struct vmdr_restore_failure *f)
+{
+  struct vmdr_stream_tree t;
+  char tmp[PATH_MAX];
+  _cleanup_close_ int fd = -1;
+  int r;
+
+  memset (f, 0, sizeof *f);
+  if (!mem->present)
+    return -EINVAL;
+  if ((r = check_target (path, o->force)) < 0 ||
+      (fd = make_temp (path, tmp, sizeof tmp)) < 0)
+    return r < 0 ? r : fd;
+  vmdr_manifest_memory_tree (mem, &t);
+  r = vmdr_stream_restore (repo, &t, fd, o->threads, NULL, &f->where);
+  f->damage = is_damage (r);
+  if (r == 0 && fsync (fd) < 0)
+    r = -errno;
+  if (r == 0)
+    r = place (tmp, path, o->force);
+  if (r < 0)
+    unlink (tmp);
+  return r;
+}
+
+/* ---- a whole snapshot ----------------------------------------------------- */
+
+static int __attribute__((format (printf, 3, 4)))
+fail (struct vmdr_restore_result *res, int r, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (res->error, sizeof res->error, fmt, ap);
+  va_end (ap);
+  return r;
+}
+
+void
+vmdr_restore_result_clear (struct vmdr_restore_result *res)
+{
+  for (size_t i = 0; res->disks && i < res->ndisks; i++)
+    free (res->disks[i].path);
+  free (res->disks);
+  free (res->memory_path);
+  memset (res, 0, sizeof *res);
+}
+
+static bool
+selected (const struct vmdr_restore_files_opts *o, const char *target)
+{
+  if (o->disks == NULL)
+    return true;
+  for (size_t i = 0; i < o->ndisks; i++)
+    if (strcmp (o->disks[i], target) == 0)
+      return true;
+  return false;
+}
+
+/* Decide every output's name and check none is in the way. */
+static int
+plan (const struct vmdr_manifest *m, const struct vmdr_restore_files_opts *o,
+      struct vmdr_restore_result *res)
+{
+  const char *name = o->name ? o->name : m->domain;
+  int r;
+
+  for (size_t i = 0; i < o->ndisks; i++) {
+    size_t k = 0;
+    while (k < m->ndisks && strcmp (m->disks[k].target, o->disks[i]) != 0)
+      k++;
+    if (k == m->ndisks)
+      return fail (res, -ENOENT, "snapshot '%s' has no disk '%s'", m->id, o->disks[i]);
+  }
+  if (o->memory && !m->memory.present)
+    return fail (res, -ENOENT, "snapshot '%s' has no memory image", m->id);
+  if ((res->disks = calloc (m->ndisks, sizeof *res->disks)) == NULL)
+    return fail (res, -ENOMEM, "out of memory");
+  for (size_t i = 0; i < m->ndisks; i++) {
+    const struct vmdr_manifest_disk *d = &m->disks[i];
+    struct vmdr_restored_disk *out = &res->disks[res->ndisks];
+    const char *fmt = o->format ? o->format
+      : vmdr_restore_format_valid (d->format) ? d->format : "raw";
+
+    if (!selected (o, d->target))
+      continue;
+    snprintf (out->target, sizeof out->target, "%s", d->target);
+    snprintf (out->format, sizeof out->format, "%s", fmt);
+    out->virtual_size = d->virtual_size;
+    if (asprintf (&out->path, "%s/%s-%s.%s", o->dir, name, d->target, fmt) < 0)
+      return fail (res, -ENOMEM, "out of memory");
+    res->ndisks++;
+    if ((r = check_target (out->path, o->io.force)) < 0)
+      return fail (res, r, r == -EEXIST ? "'%s' exists (use --force to replace it)"
+                   : "cannot replace '%s': %s", out->path, strerror (-r));
+  }
+  if (o->memory) {
+    if (asprintf (&res->memory_path, "%s/%s.save", o->dir, name) < 0)
+      return fail (res, -ENOMEM, "out of memory");
+    if ((r = check_target (res->memory_path, o->io.force)) < 0)
+      return fail (res, r, r == -EEXIST ? "'%s' exists (use --force to replace it)"
+                   : "cannot replace '%s': %s", res->memory_path, strerror (-r));
+  }
+  return 0;
+}
+
+static int
+failed_output (struct vmdr_restore_result *res, int r, const char *id, const char *what,
+               const char *path, const struct vmdr_restore_failure *f)
+{
+  char hex[VMDR_DIGEST_HEX_LEN + 1];
+
+  if (!f->damage)
+    return fail (res, r, "cannot write '%s': %s", path, strerror (-r));
+  if (!f->where.chunk)
+    return fail (res, r, "snapshot '%s' %s: index damaged: %s", id, what,
+                 vmdr_damage_text (r));
+  vmdr_digest_to_hex (&f->where.digest, hex);
+  return fail (res, r, "snapshot '%s' %s: chunk %s at offset %llu: %s", id, what, hex,
+               (unsigned long long) f->where.offset, vmdr_damage_text (r));
+}
+
+int
+vmdr_restore_snapshot_files (struct vmdr_repo *repo, const struct vmdr_manifest *m,
+                             const struct vmdr_restore_files_opts *o,
+                             struct vmdr_restore_result *res)
+{
+  struct vmdr_restore_failure f;
+  size_t done = 0, k = 0;
+  char what[64];
+  int r;
+
+  memset (res, 0, sizeof *res);
+  if ((r = plan (m, o, res)) < 0)
+    return r;
+  for (size_t i = 0; i < m->ndisks && r == 0; i++) {
+    struct vmdr_disk_read_stats st = { 0 };
+    struct vmdr_restored_disk *out = &res->disks[k];
+    if (k == res->ndisks || strcmp (m->disks[i].target, out->target) != 0)
+      continue;
+    r = vmdr_restore_disk_file (repo, &m->disks[i], out->path, out->format, &o->io, &st, &f);
+    snprintf (what, sizeof what, "disk %s", out->target);
+    if (r < 0)
+      failed_output (res, r, m->id, what, out->path, &f);
+    else {
+      out->bytes = st.bytes;
+      res->bytes += st.bytes;
+      done = ++k;
+    }
+  }
+  if (r == 0 && o->memory &&
+      (r = vmdr_restore_memory_file (repo, &m->memory, res->memory_path, &o->io, &f)) < 0)
+    failed_output (res, r, m->id, "memory image", res->memory_path, &f);
+  if (r < 0)                    /* all or nothing: no half a guest */
+    for (size_t i = 0; i < done; i++)
+      unlink (res->disks[i].path);
+  return r;
+}
