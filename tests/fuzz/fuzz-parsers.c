@@ -1,6 +1,6 @@
 /* libFuzzer targets for every parser of untrusted bytes: the repository
- * config, snapshot manifests, pack indexes, blobs and S3 list/error
- * answers.  One source, one target per FUZZ_TARGET value (meson builds each).
+ * config, snapshot manifests, pack indexes, blobs, S3 list/error answers
+ * and domain XML (a snapshot's, rewritten for another host).  One source, one target per FUZZ_TARGET value (meson builds each).
  * The property: any input returns an error or a valid result, never a
  * crash, a leak or undefined behaviour (ASan + UBSan are on). */
 #include <config.h>
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "blob.h"
+#include "domain-xml.h"
 #include "manifest.h"
 #include "pack.h"
 #include "repo.h"
@@ -78,6 +79,46 @@ fuzz_s3_xml (const uint8_t *data, size_t size)
   if (s3_parse_list ((const char *) data, size, &page) == 0)
     vmdr_s3_list_page_clear (&page);
   s3_parse_error ((const char *) data, size, &st);
+}
+
+static void __attribute__((unused))
+fuzz_domain_xml (const uint8_t *data, size_t size)
+{
+  static const struct vmdr_xml_disk_map disks[] = {
+    { "vda", "/restore/vda.qcow2", "qcow2" }, { "vdb", "/restore/vdb.raw", "raw" },
+  };
+  const char *xml = (const char *) data;
+  struct vmdr_domain_info info;
+
+  if (vmdr_domain_info_parse (xml, size, &info) == 0)
+    vmdr_domain_info_clear (&info);
+  vmdr_domain_xml_uses_network (xml, size, "default");
+  for (size_t mode = 0; mode < 3; mode++) {
+    struct vmdr_xml_rewrite o = {
+      .name = mode ? "fuzz-lab" : NULL, .new_identity = mode == 1, .disks = disks, .ndisks = mode,
+      .network = mode ? "vmdr-lab" : NULL, .strict = mode == 2, .snapshot_id = "s1", .lab = mode == 1,
+    };
+    struct vmdr_xml_warnings w;
+    char *out, **images, snap[8];
+    size_t n;
+    bool lab;
+
+    if (vmdr_domain_xml_rewrite (xml, size, &o, &out, &w) != 0)
+      continue;
+    /* What was written must say where it came from, and say it right. */
+    if (vmdr_domain_xml_restore_info (out, strlen (out), &lab, &images, &n, snap, sizeof snap) != 0 ||
+        lab != o.lab || n != o.ndisks || strcmp (snap, "s1") != 0)
+      abort ();
+    vmdr_strv_free (images, n);
+    free (out);
+  }
+  {
+    char **images, snap[64];
+    size_t n;
+    bool lab;
+    if (vmdr_domain_xml_restore_info (xml, size, &lab, &images, &n, snap, sizeof snap) == 0)
+      vmdr_strv_free (images, n);
+  }
 }
 
 int
