@@ -1,4 +1,6 @@
-/* vmdr-restore: bring a snapshot's disks (and memory) back as image files. */
+/* vmdr-restore: bring a snapshot's disks (and memory) back as image files,
+ * and the guest back on a libvirt host: defined, started or resumed, or
+ * into an isolated test lab. */
 #include <config.h>
 
 #include <errno.h>
@@ -8,11 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
+#include <libvirt/virterror.h>
 
 #include "cli.h"
 #include "cmd-repo.h"
+#include "bringup.h"
+#include "lab.h"
 #include "progress.h"
 #include "restore.h"
 
@@ -23,11 +29,13 @@ usage (FILE *fp, int status)
 {
   fprintf (fp,
 "Usage: vmdr-restore -r REPO [OPTIONS] SNAPSHOT\n"
+"       vmdr-restore --cleanup-lab [-c URI]\n"
 "\n"
 "Write the disks of SNAPSHOT (an id, DOMAIN@latest or DOMAIN@TIME, the\n"
 "newest at or before TIME) as sparse image files named NAME-TARGET.FORMAT,\n"
 "verifying every chunk against its digest.  A damaged chunk stops the\n"
-"restore with an error naming it, and nothing is left behind.\n"
+"restore with an error naming it, and nothing is left behind.  With\n"
+"--define, the guest is defined on a libvirt host on top of them.\n"
 "\n"
 "Options:\n"
 "  -r, --repo=REPO        the repository (default: $VMDR_REPO)\n"
@@ -35,8 +43,21 @@ usage (FILE *fp, int status)
 "      --format=FMT       raw or qcow2 (default: each disk's own format)\n"
 "      --disks=vda,vdb    restore only these disks\n"
 "      --name=NAME        name the images (and the guest) NAME, not the domain's\n"
-"      --with-memory      also the memory image, as NAME.save\n"
-"      --force            replace existing files\n"
+"      --with-memory      also the memory image, as NAME.save; with --define,\n"
+"                         resume the guest from it where it was (it keeps its\n"
+"                         name, UUID and MAC addresses)\n"
+"      --force            replace existing files (and, with --define, a domain\n"
+"                         of the same name or UUID, stopping it if it runs)\n"
+"      --define=URI       define the guest on this libvirt host: disks on the\n"
+"                         restored images, a new UUID and MAC addresses,\n"
+"                         host-specific devices dropped with a warning\n"
+"      --keep-identity    keep the guest's UUID and MAC addresses\n"
+"      --start            start the guest once defined\n"
+"      --test-lab         every NIC on the isolated network " VMDR_LAB_NETWORK " (made\n"
+"                         if missing: no forward, no route out), name NAME-lab\n"
+"      --cleanup-lab      remove every test-lab guest, its images and the lab\n"
+"                         network from the libvirt host (-c URI)\n"
+"  -c, --connect=URI      the libvirt host of --cleanup-lab\n"
 "  -j, --jobs=N           parallel readers (default 2)\n"
 "      --progress         a progress line on stderr even when it is no terminal\n"
 "      --no-progress      none even on a terminal\n"
@@ -45,12 +66,17 @@ usage (FILE *fp, int status)
 "  -h, --help             show this help and exit\n"
 "  -V, --version          show the version and exit\n"
 "\n"
-"Exit status: 0 done, 1 failed, 2 usage.\n");
+"Exit status: 0 done, 1 failed, 2 usage, 3 done with warnings (devices\n"
+"dropped).\n");
   exit (status);
 }
 
 struct opts {
   struct vmdr_restore_files_opts files;
+  struct vmdr_bringup_opts guest;
+  struct progress prog;
+  const char *define_uri, *uri;
+  bool cleanup_lab;
   bool json, quiet;
   char *disk_buf;
   const char *disks[MAX_DISK_ARGS];
@@ -83,9 +109,32 @@ now (void)
   return (double) ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static json_object *
+guest_json (const struct opts *o, const struct vmdr_bringup_result *g)
+{
+  json_object *j, *w;
+
+  if (o->define_uri == NULL)
+    return NULL;
+  j = json_object_new_object ();
+  w = json_object_new_array ();
+  json_object_object_add (j, "uri", json_object_new_string (o->define_uri));
+  json_object_object_add (j, "name", json_object_new_string (g->name));
+  json_object_object_add (j, "uuid", g->uuid[0] ? json_object_new_string (g->uuid) : NULL);
+  json_object_object_add (j, "defined", json_object_new_boolean (g->defined));
+  json_object_object_add (j, "started", json_object_new_boolean (g->started));
+  json_object_object_add (j, "resumed", json_object_new_boolean (g->resumed));
+  json_object_object_add (j, "test_lab", json_object_new_boolean (o->guest.test_lab));
+  for (size_t i = 0; i < g->warnings.n; i++)
+    json_object_array_add (w, json_object_new_string (g->warnings.w[i]));
+  json_object_object_add (j, "warnings", w);
+  return j;
+}
+
 static void
-print_json (const struct vmdr_manifest *m, int r, const struct vmdr_restore_result *res,
-            double secs)
+print_json (const struct opts *opts, const struct vmdr_manifest *m, int r,
+            const struct vmdr_restore_result *res, const struct vmdr_bringup_result *g,
+            const char *error, double secs)
 {
   json_object *o = json_object_new_object (), *d = json_object_new_array ();
 
@@ -103,11 +152,93 @@ print_json (const struct vmdr_manifest *m, int r, const struct vmdr_restore_resu
     json_object_array_add (d, dj);
   }
   json_object_object_add (o, "disks", d);
-  json_object_object_add (o, "memory", r == 0 && res->memory_path
+  json_object_object_add (o, "memory", r == 0 && res->memory_path && !g->resumed
                           ? json_object_new_string (res->memory_path) : NULL);
-  json_object_object_add (o, "error", r < 0 ? json_object_new_string (res->error) : NULL);
+  json_object_object_add (o, "guest", guest_json (opts, g));
+  json_object_object_add (o, "error", r < 0 ? json_object_new_string (error) : NULL);
   printf ("%s\n", json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
   json_object_put (o);
+}
+
+static void
+quiet_libvirt (void *opaque, virErrorPtr e)
+{
+  (void) opaque;                /* errors are reported once, by us */
+  (void) e;
+}
+
+static virConnectPtr
+connect_uri (const char *uri)
+{
+  virConnectPtr conn;
+
+  virSetErrorFunc (NULL, quiet_libvirt);
+  conn = virConnectOpen (uri);
+  if (conn == NULL)
+    cli_error ("cannot connect to libvirt%s%s%s: %s", uri ? " at '" : "",
+               uri ? uri : "", uri ? "'" : "", virGetLastErrorMessage ());
+  return conn;
+}
+
+/* --cleanup-lab: its exit status. */
+static int
+cleanup_lab (const struct opts *o)
+{
+  virConnectPtr conn = connect_uri (o->uri);
+  char err[256];
+  size_t removed = 0;
+  int r;
+
+  if (conn == NULL)
+    return VMDR_EXIT_FAILED;
+  r = vmdr_lab_cleanup (conn, VMDR_LAB_NETWORK, &removed, err, sizeof err);
+  virConnectClose (conn);
+  if (r < 0) {
+    cli_error ("cannot clean up the test lab: %s", err);
+    return VMDR_EXIT_FAILED;
+  }
+  if (!o->quiet && !o->json)
+    printf ("removed %zu test-lab guest%s and the network %s\n", removed,
+            removed == 1 ? "" : "s", VMDR_LAB_NETWORK);
+  if (o->json)
+    printf ("{ \"removed\": %zu }\n", removed);
+  return VMDR_EXIT_OK;
+}
+
+/* Restore M (and define it on CONN when asked); 0 or -errno, after a
+ * message. */
+static int
+restore (struct vmdr_repo *repo, const struct vmdr_manifest *m, struct opts *o,
+         virConnectPtr conn, struct vmdr_restore_result *res,
+         struct vmdr_bringup_result *g, double t0)
+{
+  const char *error;
+  int r = 0;
+
+  memset (res, 0, sizeof *res);
+  memset (g, 0, sizeof *g);
+  if (conn) {
+    r = vmdr_bringup_check (conn, m, &o->guest, g);
+    o->files.name = g->name;
+  }
+  if (r == 0)
+    r = vmdr_restore_snapshot_files (repo, m, &o->files, res);
+  error = g->error[0] ? g->error : res->error;
+  if (r == 0 && conn && (r = vmdr_bringup (conn, m, res, &o->guest, g)) < 0) {
+    for (size_t i = 0; i < res->ndisks; i++)   /* no half a guest */
+      unlink (res->disks[i].path);
+    if (res->memory_path)
+      unlink (res->memory_path);
+    error = g->error;
+  }
+  progress_end (&o->prog);
+  if (r < 0)
+    cli_error ("%s", error);
+  for (size_t i = 0; !o->quiet && !o->json && i < g->warnings.n; i++)
+    cli_warn ("%s", g->warnings.w[i]);
+  if (o->json)
+    print_json (o, m, r, res, g, error, now () - t0);
+  return r;
 }
 
 /* Open REPO, find SELECTOR's manifest; NULL after a message. */
@@ -140,7 +271,7 @@ int
 main (int argc, char **argv)
 {
   enum { FORMAT = CHAR_MAX + 1, DISKS, NAME, WITH_MEMORY, FORCE, JSON, PROGRESS,
-         NO_PROGRESS };
+         NO_PROGRESS, DEFINE, KEEP_IDENTITY, START, TEST_LAB, CLEANUP_LAB };
   static const struct option lopts[] = {
     { "repo", required_argument, NULL, 'r' },
     { "output", required_argument, NULL, 'o' },
@@ -149,6 +280,12 @@ main (int argc, char **argv)
     { "name", required_argument, NULL, NAME },
     { "with-memory", no_argument, NULL, WITH_MEMORY },
     { "force", no_argument, NULL, FORCE },
+    { "define", required_argument, NULL, DEFINE },
+    { "keep-identity", no_argument, NULL, KEEP_IDENTITY },
+    { "start", no_argument, NULL, START },
+    { "test-lab", no_argument, NULL, TEST_LAB },
+    { "cleanup-lab", no_argument, NULL, CLEANUP_LAB },
+    { "connect", required_argument, NULL, 'c' },
     { "jobs", required_argument, NULL, 'j' },
     { "json", no_argument, NULL, JSON },
     { "progress", no_argument, NULL, PROGRESS },
@@ -162,14 +299,15 @@ main (int argc, char **argv)
   const char *repo_opt = NULL, *address;
   struct vmdr_manifest m = { 0 };
   struct vmdr_restore_result res;
+  struct vmdr_bringup_result g;
   struct vmdr_repo *repo;
-  struct progress prog;
+  virConnectPtr conn = NULL;
   int c, show = -1, r;
   double t0 = now ();
 
   cli_init (argv[0]);
   opterr = 0;
-  while ((c = getopt_long (argc, argv, ":r:o:j:qhV", lopts, NULL)) != -1) {
+  while ((c = getopt_long (argc, argv, ":r:o:c:j:qhV", lopts, NULL)) != -1) {
     switch (c) {
     case 'r': repo_opt = optarg; break;
     case 'o': o.files.dir = optarg; break;
@@ -182,10 +320,16 @@ main (int argc, char **argv)
     case NAME:
       if (!vmdr_domain_name_valid (optarg))
         cli_usage_error ("invalid --name '%s'", optarg);
-      o.files.name = optarg;
+      o.files.name = o.guest.name = optarg;
       break;
-    case WITH_MEMORY: o.files.memory = true; break;
-    case FORCE: o.files.io.force = true; break;
+    case WITH_MEMORY: o.files.memory = o.guest.memory = true; break;
+    case FORCE: o.files.io.force = o.guest.force = true; break;
+    case DEFINE: o.define_uri = optarg; break;
+    case KEEP_IDENTITY: o.guest.keep_identity = true; break;
+    case START: o.guest.start = true; break;
+    case TEST_LAB: o.guest.test_lab = true; break;
+    case CLEANUP_LAB: o.cleanup_lab = true; break;
+    case 'c': o.uri = optarg; break;
     case 'j': o.files.io.threads = cmd_jobs_arg (optarg); break;
     case JSON: o.json = true; break;
     case PROGRESS: show = 1; break;
@@ -196,26 +340,37 @@ main (int argc, char **argv)
     default: cli_bad_option (c, argv);
     }
   }
+  if (o.cleanup_lab) {
+    if (optind < argc)
+      cli_usage_error ("--cleanup-lab takes no snapshot");
+    return cleanup_lab (&o);
+  }
   if (optind == argc)
     cli_usage_error ("no snapshot given");
   if (argc - optind > 1)
     cli_usage_error ("one snapshot at a time ('%s' is extra)", argv[optind + 1]);
+  if (!o.define_uri && (o.guest.keep_identity || o.guest.start || o.guest.test_lab))
+    cli_usage_error ("--keep-identity, --start and --test-lab need --define URI");
+  if (o.guest.memory && o.define_uri)
+    o.guest.start = true;     /* a resume is a start */
   address = cmd_repo_address (repo_opt);
-  if ((repo = open_snapshot (address, argv[optind], &m)) == NULL)
+  if (o.define_uri && (conn = connect_uri (o.define_uri)) == NULL)
     return VMDR_EXIT_FAILED;
-  progress_init (&prog, o.quiet ? 0 : show);
-  progress_begin (&prog, m.id);
+  if ((repo = open_snapshot (address, argv[optind], &m)) == NULL) {
+    if (conn)
+      virConnectClose (conn);
+    return VMDR_EXIT_FAILED;
+  }
+  progress_init (&o.prog, o.quiet ? 0 : show);
+  progress_begin (&o.prog, m.id);
   o.files.io.progress = progress_cb;
-  o.files.io.popaque = &prog;
-  r = vmdr_restore_snapshot_files (repo, &m, &o.files, &res);
-  progress_end (&prog);
-  if (r < 0)
-    cli_error ("%s", res.error);
-  if (o.json)
-    print_json (&m, r, &res, now () - t0);
+  o.files.io.popaque = &o.prog;
+  r = restore (repo, &m, &o, conn, &res, &g, t0);
   vmdr_restore_result_clear (&res);
   vmdr_manifest_clear (&m);
   free (o.disk_buf);
   vmdr_repo_close (repo);
-  return r < 0 ? VMDR_EXIT_FAILED : VMDR_EXIT_OK;
+  if (conn)
+    virConnectClose (conn);
+  return r < 0 ? VMDR_EXIT_FAILED : g.warnings.n ? VMDR_EXIT_WARNINGS : VMDR_EXIT_OK;
 }

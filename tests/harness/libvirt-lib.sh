@@ -2,8 +2,9 @@
 #
 #   use_libvirt             URI of the primary instance in $LV_URI
 #   use_libvirt_dr          URI of a second, independent instance in $LV_DR_URI
-#   vm_create [-c URI] [--transient] [--mem MIB] NAME DISK...
+#   vm_create [-c URI] [--transient] [--mem MIB] [--nic] NAME DISK...
 #                           DISK = TARGET:FORMAT:SIZE, e.g. vda:qcow2:64M vdb:raw:16M;
+#                           --nic adds a virtio NIC (user networking);
 #                           images go to $T/img/NAME-TARGET.FORMAT; the domain is
 #                           started, and destroyed + undefined at exit
 #   vm_write [-c URI] NAME TARGET PATTERN OFFSET LENGTH
@@ -104,6 +105,7 @@ vm_create() {
     case "$1" in
       -c) uri=$2; shift 2 ;;
       --transient) transient=1; shift ;;
+      --nic) disks+="    <interface type='user'><model type='virtio'/></interface>"$'\n'; shift ;;
       --mem) mem=$2; shift 2 ;;
       *) break ;;
     esac

@@ -1,0 +1,237 @@
+/* vmdr-failover: one shot, for a bad day: the newest whole snapshot of a
+ * domain restored and brought up on the DR host, with a report. */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <libvirt/virterror.h>
+
+#include "cli.h"
+#include "cmd-repo.h"
+#include "failover.h"
+#include "progress.h"
+
+static void __attribute__((noreturn))
+usage (FILE *fp, int status)
+{
+  fprintf (fp,
+"Usage: vmdr-failover -c DR_URI -r REPO [OPTIONS] DOMAIN\n"
+"\n"
+"Bring DOMAIN up on the DR host DR_URI from its newest snapshot that is\n"
+"whole: its disks are restored into the DR storage (every chunk verified;\n"
+"a damaged snapshot is skipped, with a warning, for the one before it), the\n"
+"guest is defined with its identity and started, resumed from memory when\n"
+"the snapshot has it, and a report gives the snapshot used, the RPO (its\n"
+"age) and the RTO (how long this took).  Each step is logged on stderr.\n"
+"A rerun after a failure cleans up what the failed run left.\n"
+"\n"
+"Options:\n"
+"  -c, --connect=URI      the DR host's libvirt (required)\n"
+"  -r, --repo=REPO        the repository (default: $VMDR_REPO)\n"
+"      --at=TIME          the newest snapshot at or before TIME (ISO 8601)\n"
+"      --storage=DIR      where the images go (default /var/lib/libvirt/images)\n"
+"      --format=FMT       qcow2 (default) or raw\n"
+"      --test             a rehearsal: the guest gets a new identity, the name\n"
+"                         DOMAIN-lab and only the isolated test-lab network\n"
+"                         (remove it with vmdr-restore --cleanup-lab)\n"
+"      --force            replace a guest of that name or UUID on the DR host,\n"
+"                         stopping it if it runs\n"
+"  -j, --jobs=N           parallel readers (default 2)\n"
+"      --progress         a progress line on stderr even when it is no terminal\n"
+"      --no-progress      none even on a terminal\n"
+"      --json             the report as one JSON object on stdout\n"
+"  -q, --quiet            no step log and no warnings\n"
+"  -h, --help             show this help and exit\n"
+"  -V, --version          show the version and exit\n"
+"\n"
+"Exit status: 0 done, 1 failed, 2 usage, 3 done with warnings (a snapshot\n"
+"skipped, a device dropped), 4 another failover of DOMAIN is running.\n");
+  exit (status);
+}
+
+struct opts {
+  struct vmdr_failover_opts f;
+  const char *uri;
+  bool json, quiet;
+  struct progress prog;
+};
+
+static void
+log_step (void *opaque, const char *what)
+{
+  struct opts *o = opaque;
+  char stamp[16];
+  time_t t = time (NULL);
+  struct tm tm;
+
+  progress_end (&o->prog);
+  strftime (stamp, sizeof stamp, "%H:%M:%S", localtime_r (&t, &tm));
+  fprintf (stderr, "%s: %s %s\n", cli_progname (), stamp, what);
+}
+
+static void
+quiet_libvirt (void *opaque, virErrorPtr e)
+{
+  (void) opaque;                /* errors are reported once, by us */
+  (void) e;
+}
+
+static void
+print_text (const char *domain, const struct opts *o, const struct vmdr_failover_report *rep)
+{
+  const struct vmdr_restore_result *f = &rep->files;
+  char size[16], data[16];
+
+  printf ("%s: %s on %s as '%s'%s\n", domain, o->f.test ? "test failover done" : "failed over",
+          o->uri, rep->guest.name, o->f.test ? " (test lab)" : "");
+  printf ("  snapshot  %s%s\n", rep->snapshot, rep->guest.resumed ? " (resumed from memory)" : " (booted)");
+  printf ("  RPO       %.1f s\n", rep->rpo_seconds);
+  printf ("  RTO       %.1f s\n", rep->rto_seconds);
+  for (size_t i = 0; i < f->ndisks; i++)
+    printf ("  disk      %s %s (%s data) %s\n", f->disks[i].target,
+            cmd_size (f->disks[i].virtual_size, size), cmd_size (f->disks[i].bytes, data),
+            f->disks[i].path);
+  for (size_t i = 0; i < rep->nwarnings; i++)
+    printf ("  warning   %s\n", rep->warnings[i]);
+  for (size_t i = 0; i < rep->guest.warnings.n; i++)
+    printf ("  warning   %s\n", rep->guest.warnings.w[i]);
+}
+
+static void
+print_json (const char *domain, int r, const struct opts *o,
+            const struct vmdr_failover_report *rep)
+{
+  json_object *j = json_object_new_object (), *d = json_object_new_array (),
+    *w = json_object_new_array ();
+  const struct vmdr_restore_result *f = &rep->files;
+
+  json_object_object_add (j, "domain", json_object_new_string (domain));
+  json_object_object_add (j, "ok", json_object_new_boolean (r == 0));
+  json_object_object_add (j, "uri", json_object_new_string (o->uri));
+  json_object_object_add (j, "test", json_object_new_boolean (o->f.test));
+  json_object_object_add (j, "snapshot", r == 0 ? json_object_new_string (rep->snapshot) : NULL);
+  json_object_object_add (j, "guest", r == 0 ? json_object_new_string (rep->guest.name) : NULL);
+  json_object_object_add (j, "uuid", r == 0 ? json_object_new_string (rep->guest.uuid) : NULL);
+  json_object_object_add (j, "resumed", json_object_new_boolean (rep->guest.resumed));
+  json_object_object_add (j, "rpo_seconds", json_object_new_double (rep->rpo_seconds));
+  json_object_object_add (j, "rto_seconds", json_object_new_double (rep->rto_seconds));
+  json_object_object_add (j, "bytes", json_object_new_int64 ((int64_t) f->bytes));
+  for (size_t i = 0; r == 0 && i < f->ndisks; i++) {
+    json_object *dj = json_object_new_object ();
+    json_object_object_add (dj, "target", json_object_new_string (f->disks[i].target));
+    json_object_object_add (dj, "path", json_object_new_string (f->disks[i].path));
+    json_object_object_add (dj, "virtual_size", json_object_new_int64 ((int64_t) f->disks[i].virtual_size));
+    json_object_object_add (dj, "bytes", json_object_new_int64 ((int64_t) f->disks[i].bytes));
+    json_object_array_add (d, dj);
+  }
+  json_object_object_add (j, "disks", d);
+  for (size_t i = 0; i < rep->nwarnings; i++)
+    json_object_array_add (w, json_object_new_string (rep->warnings[i]));
+  for (size_t i = 0; i < rep->guest.warnings.n; i++)
+    json_object_array_add (w, json_object_new_string (rep->guest.warnings.w[i]));
+  json_object_object_add (j, "warnings", w);
+  json_object_object_add (j, "error", r < 0 ? json_object_new_string (rep->error) : NULL);
+  printf ("%s\n", json_object_to_json_string_ext (j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+  json_object_put (j);
+}
+
+int
+main (int argc, char **argv)
+{
+  enum { AT = CHAR_MAX + 1, STORAGE, FORMAT, TEST, FORCE, JSON, PROGRESS, NO_PROGRESS };
+  static const struct option lopts[] = {
+    { "connect", required_argument, NULL, 'c' },
+    { "repo", required_argument, NULL, 'r' },
+    { "at", required_argument, NULL, AT },
+    { "storage", required_argument, NULL, STORAGE },
+    { "format", required_argument, NULL, FORMAT },
+    { "test", no_argument, NULL, TEST },
+    { "force", no_argument, NULL, FORCE },
+    { "jobs", required_argument, NULL, 'j' },
+    { "json", no_argument, NULL, JSON },
+    { "progress", no_argument, NULL, PROGRESS },
+    { "no-progress", no_argument, NULL, NO_PROGRESS },
+    { "quiet", no_argument, NULL, 'q' },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL },
+  };
+  struct opts o = { .f = { .storage = "/var/lib/libvirt/images", .format = "qcow2",
+                           .threads = 2, .wait_seconds = 60 } };
+  const char *repo_opt = NULL, *address;
+  struct vmdr_failover_report rep;
+  struct vmdr_repo *repo;
+  virConnectPtr conn;
+  int c, show = -1, r;
+
+  cli_init (argv[0]);
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, ":c:r:j:qhV", lopts, NULL)) != -1) {
+    switch (c) {
+    case 'c': o.uri = optarg; break;
+    case 'r': repo_opt = optarg; break;
+    case AT: o.f.at = optarg; break;
+    case STORAGE: o.f.storage = optarg; break;
+    case FORMAT:
+      if (!vmdr_restore_format_valid (optarg))
+        cli_usage_error ("invalid --format '%s' (raw or qcow2)", optarg);
+      o.f.format = optarg;
+      break;
+    case TEST: o.f.test = true; break;
+    case FORCE: o.f.force = true; break;
+    case 'j': o.f.threads = cmd_jobs_arg (optarg); break;
+    case JSON: o.json = true; break;
+    case PROGRESS: show = 1; break;
+    case NO_PROGRESS: show = 0; break;
+    case 'q': o.quiet = true; break;
+    case 'h': usage (stdout, VMDR_EXIT_OK);
+    case 'V': cli_version ();
+    default: cli_bad_option (c, argv);
+    }
+  }
+  if (o.uri == NULL)
+    cli_usage_error ("no DR host: give -c URI");
+  if (optind == argc)
+    cli_usage_error ("no domain given");
+  if (argc - optind > 1)
+    cli_usage_error ("one domain at a time ('%s' is extra)", argv[optind + 1]);
+  address = cmd_repo_address (repo_opt);
+  virSetErrorFunc (NULL, quiet_libvirt);
+  if ((conn = virConnectOpen (o.uri)) == NULL) {
+    cli_error ("cannot connect to libvirt at '%s': %s", o.uri, virGetLastErrorMessage ());
+    return VMDR_EXIT_FAILED;
+  }
+  if ((repo = cmd_open_repo (address, true)) == NULL) {
+    virConnectClose (conn);
+    return VMDR_EXIT_FAILED;
+  }
+  progress_init (&o.prog, o.quiet ? 0 : show);
+  progress_begin (&o.prog, argv[optind]);
+  o.f.progress = progress_cb;
+  o.f.popaque = &o.prog;
+  o.f.step = o.quiet ? NULL : log_step;
+  o.f.sopaque = &o;
+  r = vmdr_failover (conn, repo, argv[optind], &o.f, &rep);
+  progress_end (&o.prog);
+  if (r < 0)
+    cli_error ("%s", rep.error);
+  if (o.json)
+    print_json (argv[optind], r, &o, &rep);
+  else if (r == 0)
+    print_text (argv[optind], &o, &rep);
+  vmdr_restore_result_clear (&rep.files);
+  vmdr_repo_close (repo);
+  virConnectClose (conn);
+  if (r == -EBUSY)
+    return VMDR_EXIT_BUSY;
+  if (r < 0)
+    return VMDR_EXIT_FAILED;
+  return rep.nwarnings || rep.guest.warnings.n ? VMDR_EXIT_WARNINGS : VMDR_EXIT_OK;
+}

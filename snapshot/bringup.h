@@ -1,0 +1,57 @@
+/* Bringing a restored guest up on a libvirt host: the saved domain XML
+ * rewritten to the restored images (and a new identity, or the test lab),
+ * defined, and started or resumed from its memory image.
+ *
+ * A saved memory state resumes only into the same name, UUID and MAC
+ * addresses (libvirt checks them against the save image, and the guest's
+ * devices hold them), so a resume always keeps the guest's identity.
+ */
+#ifndef VMDR_BRINGUP_H
+#define VMDR_BRINGUP_H
+
+#include <stdbool.h>
+
+#include <libvirt/libvirt.h>
+
+#include "domain-xml.h"
+#include "restore.h"
+
+struct vmdr_bringup_opts {
+  const char *name;             /* NULL: the domain's, "-lab" added in the lab */
+  bool keep_identity;           /* keep UUID and MACs (a resume always does) */
+  bool start;
+  bool test_lab;                /* every NIC on the isolated VMDR_LAB_NETWORK */
+  bool force;                   /* replace a domain of that name or UUID */
+  bool memory;                  /* resume from the restored memory image */
+};
+
+struct vmdr_bringup_result {
+  char name[256];
+  char uuid[37];
+  bool defined, started, resumed;
+  struct vmdr_xml_warnings warnings;
+  char error[768];
+};
+
+/* The name the guest gets on the target: O->name, or M's domain (with
+ * "-lab" in the lab unless resuming).  NAME holds 256 bytes.  -EINVAL if
+ * too long or the options cannot go together (a resume under a new name). */
+int vmdr_bringup_name (const struct vmdr_manifest *m, const struct vmdr_bringup_opts *o,
+                       char *name, char *error, size_t errlen);
+
+/* Before any byte is restored: is a domain of that name (or, keeping the
+ * identity, of M's UUID) in the way on CONN?  0, or -EEXIST (unless
+ * o->force) with res->error saying which. */
+int vmdr_bringup_check (virConnectPtr conn, const struct vmdr_manifest *m,
+                        const struct vmdr_bringup_opts *o,
+                        struct vmdr_bringup_result *res);
+
+/* Define M's guest on CONN on top of the restored FILES (and start it, or
+ * resume it from files->memory_path).  A domain in the way is replaced only
+ * with o->force (destroyed if it runs).  On failure nothing this call
+ * defined is left defined.  0 or -errno, res->error saying what failed. */
+int vmdr_bringup (virConnectPtr conn, const struct vmdr_manifest *m,
+                  const struct vmdr_restore_result *files,
+                  const struct vmdr_bringup_opts *o, struct vmdr_bringup_result *res);
+
+#endif

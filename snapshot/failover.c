@@ -1,0 +1,305 @@
+#include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libvirt/virterror.h>
+
+#include "cleanup.h"
+#include "failover.h"
+#include "verify.h"
+
+struct run {
+  virConnectPtr conn;
+  struct vmdr_repo *repo;
+  const char *domain;
+  const struct vmdr_failover_opts *o;
+  struct vmdr_failover_report *rep;
+  char name[256];               /* the guest's name on the target */
+};
+
+static void __attribute__((format (printf, 2, 3)))
+step (struct run *run, const char *fmt, ...)
+{
+  char buf[512];
+  va_list ap;
+
+  if (run->o->step == NULL)
+    return;
+  va_start (ap, fmt);
+  vsnprintf (buf, sizeof buf, fmt, ap);
+  va_end (ap);
+  run->o->step (run->o->sopaque, buf);
+}
+
+static void __attribute__((format (printf, 2, 3)))
+warn (struct run *run, const char *fmt, ...)
+{
+  struct vmdr_failover_report *rep = run->rep;
+  va_list ap;
+
+  if (rep->nwarnings == VMDR_FAILOVER_MAX_WARNINGS)
+    return;
+  va_start (ap, fmt);
+  vsnprintf (rep->warnings[rep->nwarnings++], sizeof rep->warnings[0], fmt, ap);
+  va_end (ap);
+}
+
+static int __attribute__((format (printf, 3, 4)))
+fail (struct run *run, int r, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (run->rep->error, sizeof run->rep->error, fmt, ap);
+  va_end (ap);
+  return r;
+}
+
+static double
+mono (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Seconds from the snapshot's point in time ("YYYY-MM-DDTHH:MM:SS.mmmZ")
+ * to now. */
+static double
+age (const char *created)
+{
+  struct tm tm = { 0 };
+  struct timespec now;
+  const char *rest = strptime (created, "%Y-%m-%dT%H:%M:%S", &tm);
+  double ms = rest && *rest == '.' ? atof (rest) : 0;
+
+  if (rest == NULL)
+    return 0;
+  clock_gettime (CLOCK_REALTIME, &now);
+  return (double) now.tv_sec + now.tv_nsec / 1e9 - ((double) timegm (&tm) + ms);
+}
+
+/* One failover of a domain into a storage directory at a time. */
+static int
+lock_storage (struct run *run, int *fd)
+{
+  char path[4096];
+
+  snprintf (path, sizeof path, "%s/.%s.vmdr-failover.lock", run->o->storage, run->name);
+  *fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (*fd < 0)
+    return fail (run, -errno, "cannot open '%s': %s", path, strerror (errno));
+  if (flock (*fd, LOCK_EX | LOCK_NB) < 0)
+    return fail (run, errno == EWOULDBLOCK ? -EBUSY : -errno,
+                 "another failover of '%s' into '%s' is running", run->name, run->o->storage);
+  return 0;
+}
+
+/* Temporary files of an earlier run that was killed: ".NAME-*.vmdr-*".
+ * Safe under the lock. */
+static void
+sweep_temp (struct run *run)
+{
+  _cleanup_free_ char *prefix = NULL;
+  DIR *d = opendir (run->o->storage);
+  struct dirent *e;
+
+  if (d == NULL || asprintf (&prefix, ".%s-", run->name) < 0) {
+    if (d)
+      closedir (d);
+    return;
+  }
+  while ((e = readdir (d)) != NULL)
+    if (strncmp (e->d_name, prefix, strlen (prefix)) == 0 && strstr (e->d_name, ".vmdr-") &&
+        unlinkat (dirfd (d), e->d_name, 0) == 0)
+      warn (run, "removed '%s', left by an interrupted run", e->d_name);
+  closedir (d);
+}
+
+/* A guest of that name left by an earlier failover that did not finish
+ * (defined by vmdr, not running): remove it and its images.  One that runs
+ * is a finished failover: refused without force. */
+static int
+clear_half_guest (struct run *run)
+{
+  virDomainPtr d = virDomainLookupByName (run->conn, run->name);
+  _cleanup_free_ char *xml = NULL;
+  char snap[VMDR_SNAPSHOT_ID_MAX] = "", **images = NULL;
+  size_t n = 0;
+  bool lab = false;
+  int r = 0;
+
+  if (d == NULL)
+    return 0;
+  xml = virDomainGetXMLDesc (d, VIR_DOMAIN_XML_INACTIVE);
+  if (xml == NULL || vmdr_domain_xml_restore_info (xml, strlen (xml), &lab, &images, &n,
+                                                   snap, sizeof snap) < 0 || snap[0] == '\0')
+    goto out;                   /* not vmdr's: bringup_check decides */
+  if (virDomainIsActive (d) == 1) {
+    if (!run->o->force)
+      r = fail (run, -EEXIST, "'%s' already runs on the target, failed over from '%s' (use --force to replace it)",
+                run->name, snap);
+    goto out;
+  }
+  step (run, "removing '%s', left half restored by an earlier run", run->name);
+  if (virDomainUndefineFlags (d, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_NVRAM) < 0) {
+    r = fail (run, -EIO, "cannot remove the half restored '%s': %s", run->name,
+              virGetLastErrorMessage ());
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++)
+    unlink (images[i]);
+  warn (run, "removed the guest '%s' and its images, left by an earlier run from '%s'",
+        run->name, snap);
+ out:
+  for (size_t i = 0; i < n; i++)
+    free (images[i]);
+  free (images);
+  virDomainFree (d);
+  return r;
+}
+
+/* The snapshots to try, newest first, at or before o->at. */
+static int
+candidates (struct run *run, char ***ids, size_t *n)
+{
+  char cut[VMDR_SNAPSHOT_ID_MAX], sel[VMDR_SNAPSHOT_ID_MAX + 64];
+  int r;
+
+  if ((r = vmdr_snapshot_list (run->repo, run->domain, ids, n)) < 0)
+    return fail (run, r, "cannot list the snapshots of '%s': %s", run->domain, strerror (-r));
+  if (run->o->at) {
+    snprintf (sel, sizeof sel, "%s@%s", run->domain, run->o->at);
+    if ((r = vmdr_snapshot_resolve (run->repo, sel, cut)) < 0)
+      return fail (run, r, r == -EINVAL ? "invalid time '%s'" : "no snapshot of '%s' at or before %s",
+                   r == -EINVAL ? run->o->at : run->domain, run->o->at);
+    while (*n > 0 && strcmp ((*ids)[*n - 1], cut) > 0)
+      free ((*ids)[--*n]);
+  }
+  if (*n == 0)
+    return fail (run, -ENOENT, "no snapshot of '%s' in the repository", run->domain);
+  return 0;
+}
+
+/* Wait until the guest runs (a resume or start can take a moment). */
+static int
+wait_running (struct run *run)
+{
+  virDomainPtr d = virDomainLookupByName (run->conn, run->name);
+  double end = mono () + run->o->wait_seconds;
+  int state = 0, reason;
+
+  while (d && virDomainGetState (d, &state, &reason, 0) == 0 &&
+         state != VIR_DOMAIN_RUNNING && mono () < end)
+    usleep (100 * 1000);
+  if (d)
+    virDomainFree (d);
+  if (state != VIR_DOMAIN_RUNNING)
+    return fail (run, -ETIMEDOUT, "'%s' was started but does not run", run->name);
+  return 0;
+}
+
+/* Try snapshot ID: 1 when it is damaged (skip it), 0 done, or -errno. */
+static int
+try_snapshot (struct run *run, const char *id, bool *checked)
+{
+  struct vmdr_failover_report *rep = run->rep;
+  struct vmdr_manifest m = { 0 };
+  struct vmdr_bringup_opts g = { .keep_identity = !run->o->test, .start = true,
+                                 .test_lab = run->o->test, .force = run->o->force };
+  struct vmdr_restore_files_opts f = {
+    .dir = run->o->storage, .name = run->name, .format = run->o->format,
+    .io = { .threads = run->o->threads, .progress = run->o->progress, .popaque = run->o->popaque },
+  };
+  int r;
+
+  if (vmdr_damage_is_marked (run->repo, id) > 0) {
+    warn (run, "skipped '%s': vmdr-verify found it damaged", id);
+    return 1;
+  }
+  if ((r = vmdr_manifest_get (run->repo, id, &m)) < 0) {
+    warn (run, "skipped '%s': its manifest is unreadable: %s", id, vmdr_damage_text (r));
+    return 1;
+  }
+  g.memory = f.memory = m.memory.present;
+  if (!*checked && (r = vmdr_bringup_check (run->conn, &m, &g, &rep->guest)) < 0) {
+    snprintf (rep->error, sizeof rep->error, "%s", rep->guest.error);
+    goto out;
+  }
+  *checked = true;
+  step (run, "restoring '%s'%s into '%s'", id, m.memory.present ? " with its memory" : "",
+        run->o->storage);
+  vmdr_restore_result_clear (&rep->files);
+  if ((r = vmdr_restore_snapshot_files (run->repo, &m, &f, &rep->files)) < 0) {
+    if (r == -EBADMSG || r == -EILSEQ || r == -ENOENT) {
+      warn (run, "skipped '%s': %s", id, rep->files.error);
+      vmdr_damage_mark (run->repo, id, rep->files.error);   /* best effort */
+      r = 1;
+    }
+    else
+      snprintf (rep->error, sizeof rep->error, "%s", rep->files.error);
+    goto out;
+  }
+  step (run, "%s '%s' on the target", m.memory.present ? "resuming" : "starting", run->name);
+  if ((r = vmdr_bringup (run->conn, &m, &rep->files, &g, &rep->guest)) < 0) {
+    for (size_t i = 0; i < rep->files.ndisks; i++)   /* never half a guest */
+      unlink (rep->files.disks[i].path);
+    if (rep->files.memory_path)
+      unlink (rep->files.memory_path);
+    snprintf (rep->error, sizeof rep->error, "%s", rep->guest.error);
+    goto out;
+  }
+  snprintf (rep->snapshot, sizeof rep->snapshot, "%s", id);
+  rep->rpo_seconds = age (m.created);
+ out:
+  vmdr_manifest_clear (&m);
+  return r;
+}
+
+int
+vmdr_failover (virConnectPtr conn, struct vmdr_repo *repo, const char *domain,
+               const struct vmdr_failover_opts *o, struct vmdr_failover_report *rep)
+{
+  struct run run = { conn, repo, domain, o, rep, "" };
+  struct vmdr_bringup_opts g = { .test_lab = o->test };
+  struct vmdr_manifest probe = { 0 };
+  _cleanup_close_ int lock = -1;
+  char **ids = NULL;
+  size_t n = 0;
+  double t0 = mono ();
+  bool checked = false;
+  int r;
+
+  memset (rep, 0, sizeof *rep);
+  snprintf (probe.domain, sizeof probe.domain, "%s", domain);
+  if ((r = vmdr_bringup_name (&probe, &g, run.name, rep->error, sizeof rep->error)) < 0)
+    return r;
+  if ((r = lock_storage (&run, &lock)) < 0 || (r = clear_half_guest (&run)) < 0 ||
+      (r = candidates (&run, &ids, &n)) < 0)
+    goto out;
+  sweep_temp (&run);
+  for (size_t i = n; i-- > 0;) {
+    if ((r = try_snapshot (&run, ids[i], &checked)) <= 0)
+      break;
+  }
+  if (r > 0)
+    r = fail (&run, -ENOENT, "no snapshot of '%s' is whole: every one was skipped", domain);
+  if (r == 0) {
+    step (&run, "waiting until '%s' runs", run.name);
+    r = wait_running (&run);
+  }
+  rep->rto_seconds = mono () - t0;
+ out:
+  vmdr_strv_free (ids, n);
+  return r;
+}
