@@ -579,7 +579,8 @@ vmdr_snapshot_list (struct vmdr_repo *repo, const char *domain, char ***ids, siz
     return r;
   }
   /* Sorted by domain, then time: the time format sorts as text. */
-  qsort (l.v, l.n, sizeof *l.v, cmp_ids);
+  if (l.n > 1)                  /* qsort (NULL, 0) is undefined */
+    qsort (l.v, l.n, sizeof *l.v, cmp_ids);
   *ids = l.v;
   *n = l.n;
   return 0;
