@@ -232,6 +232,9 @@ restore (struct vmdr_repo *repo, const struct vmdr_manifest *m, struct opts *o,
     error = g->error;
   }
   progress_end (&o->prog);
+  if (res->stale_removed && !o->quiet)
+    cli_warn ("removed %zu temporary file%s of an interrupted restore", res->stale_removed,
+              res->stale_removed == 1 ? "" : "s");
   if (r < 0)
     cli_error ("%s", error);
   for (size_t i = 0; !o->quiet && !o->json && i < g->warnings.n; i++)

@@ -1,6 +1,5 @@
 #include <config.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -103,27 +102,6 @@ lock_storage (struct run *run, int *fd)
     return fail (run, errno == EWOULDBLOCK ? -EBUSY : -errno,
                  "another failover of '%s' into '%s' is running", run->name, run->o->storage);
   return 0;
-}
-
-/* Temporary files of an earlier run that was killed: ".NAME-*.vmdr-*".
- * Safe under the lock. */
-static void
-sweep_temp (struct run *run)
-{
-  _cleanup_free_ char *prefix = NULL;
-  DIR *d = opendir (run->o->storage);
-  struct dirent *e;
-
-  if (d == NULL || asprintf (&prefix, ".%s-", run->name) < 0) {
-    if (d)
-      closedir (d);
-    return;
-  }
-  while ((e = readdir (d)) != NULL)
-    if (strncmp (e->d_name, prefix, strlen (prefix)) == 0 && strstr (e->d_name, ".vmdr-") &&
-        unlinkat (dirfd (d), e->d_name, 0) == 0)
-      warn (run, "removed '%s', left by an interrupted run", e->d_name);
-  closedir (d);
 }
 
 /* A guest of that name left by an earlier failover that did not finish
@@ -240,7 +218,11 @@ try_snapshot (struct run *run, const char *id, bool *checked)
   step (run, "restoring '%s'%s into '%s'", id, m.memory.present ? " with its memory" : "",
         run->o->storage);
   vmdr_restore_result_clear (&rep->files);
-  if ((r = vmdr_restore_snapshot_files (run->repo, &m, &f, &rep->files)) < 0) {
+  r = vmdr_restore_snapshot_files (run->repo, &m, &f, &rep->files);
+  if (rep->files.stale_removed)
+    warn (run, "removed %zu temporary file%s left by an interrupted run", rep->files.stale_removed,
+          rep->files.stale_removed == 1 ? "" : "s");
+  if (r < 0) {
     if (r == -EBADMSG || r == -EILSEQ || r == -ENOENT) {
       warn (run, "skipped '%s': %s", id, rep->files.error);
       vmdr_damage_mark (run->repo, id, rep->files.error);   /* best effort */
@@ -287,7 +269,6 @@ vmdr_failover (virConnectPtr conn, struct vmdr_repo *repo, const char *domain,
   if ((r = lock_storage (&run, &lock)) < 0 || (r = clear_half_guest (&run)) < 0 ||
       (r = candidates (&run, &ids, &n)) < 0)
     goto out;
-  sweep_temp (&run);
   for (size_t i = n; i-- > 0;) {
     if ((r = try_snapshot (&run, ids[i], &checked)) <= 0)
       break;

@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -36,24 +36,66 @@ listening (const char *path)
   return ok;
 }
 
+/* The path of PROG in $PATH, in BUF.  0 or -ENOENT. */
+static int
+find_program (const char *prog, char *buf, size_t size)
+{
+  const char *path = getenv ("PATH");
+  const char *p = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
+
+  while (*p) {
+    size_t n = strcspn (p, ":");
+    if (n > 0 && (size_t) snprintf (buf, size, "%.*s/%s", (int) n, p, prog) < size &&
+        access (buf, X_OK) == 0)
+      return 0;
+    p += n + (p[n] == ':');
+  }
+  return -ENOENT;
+}
+
+/* Start qemu-nbd as our child, made to die with us (PR_SET_PDEATHSIG): a
+ * tool killed with SIGKILL must not leave a server holding an image.
+ * Only async-signal-safe calls between fork and exec. */
+static int
+start_child (const char *const *argv, pid_t *out)
+{
+  char exe[4096];
+  pid_t parent = getpid (), pid;
+  int r;
+
+  if ((r = find_program (argv[0], exe, sizeof exe)) < 0)
+    return r;
+  pid = fork ();
+  if (pid < 0)
+    return -errno;
+  if (pid == 0) {
+    int null = open ("/dev/null", O_WRONLY);
+    prctl (PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid () != parent)   /* the parent died before the prctl */
+      _exit (127);
+    /* qemu-nbd's own messages would break a tool's one-line errors. */
+    if (null >= 0) {
+      dup2 (null, STDOUT_FILENO);
+      dup2 (null, STDERR_FILENO);
+    }
+    execve (exe, (char *const *) argv, environ);
+    _exit (127);
+  }
+  *out = pid;
+  return 0;
+}
+
 /* Spawn qemu-nbd with ARGV and wait until it listens on SOCKET (10 s). */
 static int
 spawn (const char *const *argv, const char *socket, bool bitmap,
        struct vmdr_qemu_nbd *out)
 {
-  posix_spawn_file_actions_t fa;
   int st, r;
   pid_t pid;
 
   unlink (socket);
-  /* qemu-nbd's own messages would break a tool's one-line errors. */
-  posix_spawn_file_actions_init (&fa);
-  posix_spawn_file_actions_addopen (&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen (&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  r = posix_spawnp (&pid, "qemu-nbd", &fa, NULL, (char *const *) argv, environ);
-  posix_spawn_file_actions_destroy (&fa);
-  if (r != 0)
-    return -r == -ENOENT ? -ENOENT : -r;
+  if ((r = start_child (argv, &pid)) < 0)
+    return r;
   /* Our child, so that we reap it: poll until it listens or dies (10 s). */
   for (int i = 0; i < 1000; i++) {
     if (waitpid (pid, &st, WNOHANG) == pid)
@@ -102,8 +144,10 @@ vmdr_qemu_nbd_start_writable (const char *file, const char *format, const char *
                               struct vmdr_qemu_nbd *out)
 {
   char sh[16];
+  /* Not --persistent: it exits once its last client is gone, so a writer
+   * killed with SIGKILL leaves no server behind. */
   const char *argv[] = {
-    "qemu-nbd", "--persistent", "--shared", sh, "--socket", socket,
+    "qemu-nbd", "--shared", sh, "--socket", socket,
     "--export-name", export, "--format", format, "--cache", "writeback",
     "--discard", "unmap", file, NULL
   };

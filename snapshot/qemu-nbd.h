@@ -21,8 +21,9 @@ int vmdr_qemu_nbd_start (const char *file, const char *format, const char *expor
                          struct vmdr_qemu_nbd *out);
 
 /* Serve FILE read-write, for restoring into an image: like
- * vmdr_qemu_nbd_start without bitmaps.  Writes are cached by qemu-nbd: the
- * clients flush before they disconnect. */
+ * vmdr_qemu_nbd_start without bitmaps, but the server exits when its last
+ * client disconnects (so open every connection before closing any).
+ * Writes are cached by qemu-nbd: the clients flush before they disconnect. */
 int vmdr_qemu_nbd_start_writable (const char *file, const char *format,
                                   const char *export, const char *socket,
                                   unsigned shared, struct vmdr_qemu_nbd *out);

@@ -1,14 +1,16 @@
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <libgen.h>
 #include <limits.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,7 +50,8 @@ check_target (const char *path, bool force)
   return S_ISREG (sb.st_mode) ? 0 : -EISDIR;
 }
 
-/* A temporary file in PATH's directory: ".NAME.vmdr-XXXXXX". */
+/* A temporary file in PATH's directory: ".NAME.vmdr-XXXXXX", locked for
+ * as long as its writer lives (see sweep_stale). */
 static int
 make_temp (const char *path, char *tmp, size_t size)
 {
@@ -63,7 +66,46 @@ make_temp (const char *path, char *tmp, size_t size)
                          basename (copy2)) >= size)
     return -ENAMETOOLONG;
   fd = mkostemp (tmp, O_CLOEXEC);
-  return fd < 0 ? -errno : fd;
+  if (fd < 0)
+    return -errno;
+  if (flock (fd, LOCK_EX | LOCK_NB) < 0) {
+    int e = -errno;
+    close (fd);
+    unlink (tmp);
+    return e;
+  }
+  return fd;
+}
+
+/* Remove the temporary files of PATH that a killed restore left: those
+ * whose lock nobody holds (a live writer holds its own).  How many. */
+static size_t
+sweep_stale (const char *path)
+{
+  char dcopy[PATH_MAX], bcopy[PATH_MAX], prefix[NAME_MAX + 16];
+  size_t removed = 0;
+  struct dirent *e;
+  DIR *d;
+
+  if (strlen (path) >= sizeof dcopy)
+    return 0;
+  strcpy (dcopy, path);
+  strcpy (bcopy, path);
+  if ((size_t) snprintf (prefix, sizeof prefix, ".%s.vmdr-", basename (bcopy)) >= sizeof prefix ||
+      (d = opendir (dirname (dcopy))) == NULL)
+    return 0;
+  while ((e = readdir (d)) != NULL) {
+    if (strncmp (e->d_name, prefix, strlen (prefix)) != 0)
+      continue;
+    int fd = openat (dirfd (d), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0 && flock (fd, LOCK_EX | LOCK_NB) == 0 &&
+        unlinkat (dirfd (d), e->d_name, 0) == 0)
+      removed++;
+    if (fd >= 0)
+      close (fd);
+  }
+  closedir (d);
+  return removed;
 }
 
 static int
@@ -336,6 +378,7 @@ plan (const struct vmdr_manifest *m, const struct vmdr_restore_files_opts *o,
     if (asprintf (&out->path, "%s/%s-%s.%s", o->dir, name, d->target, fmt) < 0)
       return fail (res, -ENOMEM, "out of memory");
     res->ndisks++;
+    res->stale_removed += sweep_stale (out->path);
     if ((r = check_target (out->path, o->io.force)) < 0)
       return fail (res, r, r == -EEXIST ? "'%s' exists (use --force to replace it)"
                    : "cannot replace '%s': %s", out->path, strerror (-r));
@@ -343,6 +386,7 @@ plan (const struct vmdr_manifest *m, const struct vmdr_restore_files_opts *o,
   if (o->memory) {
     if (asprintf (&res->memory_path, "%s/%s.save", o->dir, name) < 0)
       return fail (res, -ENOMEM, "out of memory");
+    res->stale_removed += sweep_stale (res->memory_path);
     if ((r = check_target (res->memory_path, o->io.force)) < 0)
       return fail (res, r, r == -EEXIST ? "'%s' exists (use --force to replace it)"
                    : "cannot replace '%s': %s", res->memory_path, strerror (-r));

@@ -3,7 +3,9 @@
  * Each output is written under a temporary name in the directory of its
  * final name and renamed into place only once it is complete and durable:
  * a failed or killed restore never leaves a partial image under the name a
- * user asked for, and a file that exists is replaced only when asked.
+ * user asked for, and a file that exists is replaced only when asked.  A
+ * killed restore's temporary files are removed by the next restore to the
+ * same names (each is locked while its writer lives).
  */
 #ifndef VMDR_RESTORE_H
 #define VMDR_RESTORE_H
@@ -72,6 +74,7 @@ struct vmdr_restore_result {
   size_t ndisks;
   char *memory_path;            /* DIR/NAME.save, or NULL */
   uint64_t bytes;
+  size_t stale_removed;         /* temporary files of killed restores removed */
   char error[768];              /* on failure: one line saying what and where */
 };
 

@@ -118,4 +118,30 @@ tap_is "... and no partial output, not even the disk restored before" "$(leftove
 tap_ok "the older snapshot, which does not use that chunk, still restores" \
   vmdr-restore -q -r "$R" "$id1" -o "$O"
 
+# SIGKILL mid-restore: no image under the final name; the next restore
+# removes the temporary file and completes.
+head -c $((192 << 20)) /dev/urandom > "$T/big"
+repo-image put "$R" big vda="$T/big" > /dev/null || tap_bail "put big"
+K=$T/killed
+caught=0
+for attempt in 1 2 3 4 5; do
+  rm -rf "$K"; mkdir -p "$K"
+  vmdr-restore -q -r "$R" big@latest -o "$K" -j 1 --format qcow2 & pid=$!
+  for _ in $(seq 500); do
+    compgen -G "$K/.big-vda.qcow2.vmdr-*" > /dev/null && break
+    sleep 0.01
+  done
+  kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  [ -e "$K/big-vda.qcow2" ] || { caught=1; break; }
+done
+[ "$caught" = 1 ] || tap_bail "the restore always finished before it could be killed"
+tap_is "a restore killed mid-way leaves no image under the final name" "$(ls "$K")" ""
+tap_ok "... and no qemu-nbd serving it" wait_until 10 sh -c "! pgrep -af '^qemu-nbd' | grep -qF '$K'"
+tap_ok "... only its temporary file" compgen -G "$K/.big-vda.qcow2.vmdr-*"
+vmdr-restore -r "$R" big@latest -o "$K" --format qcow2 2> "$T/err"; st=$?
+tap_is "the next restore completes, saying it removed the leftover" "$st $(cat "$T/err")" \
+  "0 vmdr-restore: warning: removed 1 temporary file of an interrupted restore"
+tap_is "... and only the image is left" "$(ls -A "$K")" "big-vda.qcow2"
+tap_ok "... equal to the source" qemu-img compare -q -f raw -F qcow2 "$T/big" "$K/big-vda.qcow2"
+
 tap_done
