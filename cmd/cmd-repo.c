@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "cmd-repo.h"
@@ -90,4 +91,13 @@ cmd_size (uint64_t bytes, char *buf)
   else
     snprintf (buf, 16, "%.1f %s", v, units[u]);
   return buf;
+}
+
+double
+cmd_now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec + ts.tv_nsec / 1e9;
 }

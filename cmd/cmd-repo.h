@@ -21,4 +21,7 @@ unsigned cmd_jobs_arg (const char *arg);
 /* "1.5 GiB", "512 B": BUF holds at least 16 bytes. */
 const char *cmd_size (uint64_t bytes, char *buf);
 
+/* Seconds on the monotonic clock, for durations. */
+double cmd_now (void);
+
 #endif

@@ -11,9 +11,9 @@
 #include <time.h>
 
 #include <json-c/json.h>
-#include <libvirt/virterror.h>
 
 #include "cli.h"
+#include "cmd-libvirt.h"
 #include "cmd-repo.h"
 #include "failover.h"
 #include "progress.h"
@@ -74,13 +74,6 @@ log_step (void *opaque, const char *what)
   progress_end (&o->prog);
   strftime (stamp, sizeof stamp, "%H:%M:%S", localtime_r (&t, &tm));
   fprintf (stderr, "%s: %s %s\n", cli_progname (), stamp, what);
-}
-
-static void
-quiet_libvirt (void *opaque, virErrorPtr e)
-{
-  (void) opaque;                /* errors are reported once, by us */
-  (void) e;
 }
 
 static void
@@ -203,11 +196,8 @@ main (int argc, char **argv)
   if (argc - optind > 1)
     cli_usage_error ("one domain at a time ('%s' is extra)", argv[optind + 1]);
   address = cmd_repo_address (repo_opt);
-  virSetErrorFunc (NULL, quiet_libvirt);
-  if ((conn = virConnectOpen (o.uri)) == NULL) {
-    cli_error ("cannot connect to libvirt at '%s': %s", o.uri, virGetLastErrorMessage ());
+  if ((conn = cmd_libvirt_connect (o.uri)) == NULL)
     return VMDR_EXIT_FAILED;
-  }
   if ((repo = cmd_open_repo (address, true)) == NULL) {
     virConnectClose (conn);
     return VMDR_EXIT_FAILED;

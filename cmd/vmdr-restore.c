@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
-#include <libvirt/virterror.h>
 
 #include "cli.h"
+#include "cmd-libvirt.h"
 #include "cmd-repo.h"
 #include "bringup.h"
 #include "lab.h"
@@ -100,15 +100,6 @@ parse_disks (struct opts *o, const char *arg)
   o->files.disks = o->disks;
 }
 
-static double
-now (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static json_object *
 guest_json (const struct opts *o, const struct vmdr_bringup_result *g)
 {
@@ -160,31 +151,11 @@ print_json (const struct opts *opts, const struct vmdr_manifest *m, int r,
   json_object_put (o);
 }
 
-static void
-quiet_libvirt (void *opaque, virErrorPtr e)
-{
-  (void) opaque;                /* errors are reported once, by us */
-  (void) e;
-}
-
-static virConnectPtr
-connect_uri (const char *uri)
-{
-  virConnectPtr conn;
-
-  virSetErrorFunc (NULL, quiet_libvirt);
-  conn = virConnectOpen (uri);
-  if (conn == NULL)
-    cli_error ("cannot connect to libvirt%s%s%s: %s", uri ? " at '" : "",
-               uri ? uri : "", uri ? "'" : "", virGetLastErrorMessage ());
-  return conn;
-}
-
 /* --cleanup-lab: its exit status. */
 static int
 cleanup_lab (const struct opts *o)
 {
-  virConnectPtr conn = connect_uri (o->uri);
+  virConnectPtr conn = cmd_libvirt_connect (o->uri);
   char err[256];
   size_t removed = 0;
   int r;
@@ -240,7 +211,7 @@ restore (struct vmdr_repo *repo, const struct vmdr_manifest *m, struct opts *o,
   for (size_t i = 0; !o->quiet && !o->json && i < g->warnings.n; i++)
     cli_warn ("%s", g->warnings.w[i]);
   if (o->json)
-    print_json (o, m, r, res, g, error, now () - t0);
+    print_json (o, m, r, res, g, error, cmd_now () - t0);
   return r;
 }
 
@@ -306,7 +277,7 @@ main (int argc, char **argv)
   struct vmdr_repo *repo;
   virConnectPtr conn = NULL;
   int c, show = -1, r;
-  double t0 = now ();
+  double t0 = cmd_now ();
 
   cli_init (argv[0]);
   opterr = 0;
@@ -357,7 +328,7 @@ main (int argc, char **argv)
   if (o.guest.memory && o.define_uri)
     o.guest.start = true;     /* a resume is a start */
   address = cmd_repo_address (repo_opt);
-  if (o.define_uri && (conn = connect_uri (o.define_uri)) == NULL)
+  if (o.define_uri && (conn = cmd_libvirt_connect (o.define_uri)) == NULL)
     return VMDR_EXIT_FAILED;
   if ((repo = open_snapshot (address, argv[optind], &m)) == NULL) {
     if (conn)

@@ -245,6 +245,26 @@ write_qcow2 (struct vmdr_repo *repo, const struct vmdr_disk_tree *t,
 
 /* ---- the outputs ---------------------------------------------------------- */
 
+/* Check PATH may be written and make its temporary file: the fd, or -errno. */
+static int
+begin_output (const char *path, bool force, char *tmp, size_t size)
+{
+  int r = check_target (path, force);
+
+  return r < 0 ? r : make_temp (path, tmp, size);
+}
+
+/* Move the temporary file into place after success R == 0, else remove it. */
+static int
+end_output (const char *tmp, const char *path, bool force, int r)
+{
+  if (r == 0)
+    r = place (tmp, path, force);
+  if (r < 0)
+    unlink (tmp);
+  return r;
+}
+
 int
 vmdr_restore_disk_file (struct vmdr_repo *repo, const struct vmdr_manifest_disk *d,
                         const char *path, const char *format,
@@ -261,9 +281,8 @@ vmdr_restore_disk_file (struct vmdr_repo *repo, const struct vmdr_manifest_disk 
   if (!vmdr_restore_format_valid (format) || o->threads < 1 ||
       o->threads > VMDR_MAX_THREADS)
     return -EINVAL;
-  if ((r = check_target (path, o->force)) < 0 ||
-      (fd = make_temp (path, tmp, sizeof tmp)) < 0)
-    return r < 0 ? r : fd;
+  if ((fd = begin_output (path, o->force, tmp, sizeof tmp)) < 0)
+    return fd;
   vmdr_manifest_disk_tree (d, &t);
   if (strcmp (format, "qcow2") == 0)
     r = write_qcow2 (repo, &t, tmp, o, st, f);
@@ -275,11 +294,7 @@ vmdr_restore_disk_file (struct vmdr_repo *repo, const struct vmdr_manifest_disk 
     r = vmdr_disk_read (repo, &t, &ro, st, &f->where);   /* fsyncs */
     f->damage = is_damage (r);
   }
-  if (r == 0)
-    r = place (tmp, path, o->force);
-  if (r < 0)
-    unlink (tmp);
-  return r;
+  return end_output (tmp, path, o->force, r);
 }
 
 int
@@ -296,19 +311,14 @@ vmdr_restore_memory_file (struct vmdr_repo *repo,
   memset (f, 0, sizeof *f);
   if (!mem->present)
     return -EINVAL;
-  if ((r = check_target (path, o->force)) < 0 ||
-      (fd = make_temp (path, tmp, sizeof tmp)) < 0)
-    return r < 0 ? r : fd;
+  if ((fd = begin_output (path, o->force, tmp, sizeof tmp)) < 0)
+    return fd;
   vmdr_manifest_memory_tree (mem, &t);
   r = vmdr_stream_restore (repo, &t, fd, o->threads, NULL, &f->where);
   f->damage = is_damage (r);
   if (r == 0 && fsync (fd) < 0)
     r = -errno;
-  if (r == 0)
-    r = place (tmp, path, o->force);
-  if (r < 0)
-    unlink (tmp);
-  return r;
+  return end_output (tmp, path, o->force, r);
 }
 
 /* ---- a whole snapshot ----------------------------------------------------- */
