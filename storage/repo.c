@@ -354,6 +354,13 @@ write_detached (struct vmdr_repo *r, struct vmdr_pack_writer *w)
 
   ret = vmdr_pack_finish (w, r->cfg.hash, &pack, &plen, &index, &ilen, &id);
   vmdr_pack_writer_free (w);
+  /* After a pack failed, no later one may become visible: packs appear in
+   * the order they were filled, so an index node is never there without
+   * the chunks below it (replication resumes on that). */
+  pthread_mutex_lock (&r->lock);
+  if (ret == 0 && r->failed < 0)
+    ret = r->failed;
+  pthread_mutex_unlock (&r->lock);
   if (ret == 0) {
     vmdr_pack_key (&id, key);
     ret = r->b->ops->put (r->b, key, pack, plen, 0);
@@ -441,8 +448,8 @@ vmdr_repo_flush (struct vmdr_repo *r)
   pthread_mutex_lock (&r->lock);
   ret = r->failed < 0 ? r->failed : detach_locked (r, &w);
   pthread_mutex_unlock (&r->lock);
-  if (ret == 0 && w)
-    write_detached (r, w);
+  if (ret == 0 && w)             /* behind the queued ones: in order */
+    ret = enqueue (r, w);
   /* Durable means every pack in flight too, whoever writes it. */
   pthread_mutex_lock (&r->lock);
   while (r->inflight > 0)

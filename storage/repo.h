@@ -85,7 +85,10 @@ int vmdr_repo_put_chunk (struct vmdr_repo *repo, struct vmdr_zctx *z,
                          const void *data, size_t len, size_t *stored_bytes);
 
 /* Write the current pack and its index.  After it returns 0 every chunk put
- * so far is durable and visible.  0 or -errno. */
+ * so far is durable and visible.  0 or -errno.
+ * Packs become visible in the order they were filled, and after a pack
+ * failed no later one does: a blob put after others is never visible
+ * without them (an index node without the chunks below it). */
 int vmdr_repo_flush (struct vmdr_repo *repo);
 
 /* Read chunk D into BUF (CAP bytes), verifying it.  0 and *len, or -ENOENT

@@ -1,0 +1,227 @@
+/* vmdr-replicate: copy the snapshots another repository lacks. */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <json-c/json.h>
+
+#include "cli.h"
+#include "cmd-repo.h"
+#include "progress.h"
+#include "size.h"
+#include "sync.h"
+
+static void __attribute__((noreturn))
+usage (FILE *fp, int status)
+{
+  fprintf (fp,
+"Usage: vmdr-replicate -r SRC --to DST [OPTIONS] [DOMAIN...]\n"
+"\n"
+"Copy every snapshot (of DOMAIN..., or of all domains) that DST lacks,\n"
+"oldest first, sending only the chunks DST does not have, each verified\n"
+"against its digest on the way, and each snapshot's manifest last: a\n"
+"snapshot appears at DST only once all of it is there.  An interrupted run,\n"
+"run again, goes on without sending again what arrived.  DST is created,\n"
+"with SRC's chunking, if it is not a repository yet.  Snapshots pruned at\n"
+"SRC stay at DST.\n"
+"\n"
+"Options:\n"
+"  -r, --repo=SRC         the source repository (default: $VMDR_REPO)\n"
+"      --to=DST           the destination repository\n"
+"      --since=TIME       only snapshots taken at or after TIME (ISO 8601)\n"
+"      --bwlimit=RATE     at most RATE bytes a second to DST (K, M, G suffixes)\n"
+"  -j, --jobs=N           parallel copiers (default 2)\n"
+"      --progress         a progress line on stderr even when it is no terminal\n"
+"      --no-progress      none even on a terminal\n"
+"      --json             one JSON object on stdout\n"
+"  -q, --quiet            no warnings either\n"
+"  -h, --help             show this help and exit\n"
+"  -V, --version          show the version and exit\n"
+"\n"
+"Exit status: 0 done, 1 failed (or a snapshot could not be copied), 2 usage,\n"
+"4 a writer or GC holds a domain at DST.\n");
+  exit (status);
+}
+
+struct opts {
+  struct vmdr_sync_opts s;
+  const char *to;
+  bool json, quiet;
+  struct progress prog;
+};
+
+static void
+log_step (void *opaque, const char *id, size_t no, size_t of)
+{
+  struct opts *o = opaque;
+
+  (void) no, (void) of;
+  progress_end (&o->prog);
+  progress_begin (&o->prog, id);
+}
+
+/* Open DST, creating it with SRC's chunking when it is no repository yet. */
+static struct vmdr_repo *
+open_dst (const char *address, struct vmdr_repo *src, bool quiet)
+{
+  struct vmdr_repo_config cfg;
+  struct vmdr_repo *dst;
+  int r = vmdr_repo_open (address, &dst);
+
+  if (r == -ENOTRECOVERABLE || (r == -ENOENT && !strstr (address, "://"))) {
+    if (vmdr_repo_config_default (&cfg) < 0) {
+      cli_error ("cannot get random bytes for the repository id");
+      return NULL;
+    }
+    const struct vmdr_repo_config *s = vmdr_repo_config (src);
+    cfg.hash = s->hash;
+    cfg.chunk_size = s->chunk_size;
+    cfg.fanout = s->fanout;
+    cfg.cdc_min = s->cdc_min, cfg.cdc_avg = s->cdc_avg, cfg.cdc_max = s->cdc_max;
+    cfg.zstd_level = s->zstd_level;
+    cfg.pack_size = s->pack_size;
+    if (r == -ENOENT && mkdir (address, 0700) < 0) {
+      cli_error ("cannot create '%s': %m", address);
+      return NULL;
+    }
+    if ((r = vmdr_repo_init (address, &cfg)) < 0) {
+      cli_error ("cannot create a repository in '%s': %s", address, strerror (-r));
+      return NULL;
+    }
+    if (!quiet)
+      cli_warn ("created the repository '%s' with the chunking of the source", address);
+  }
+  else if (r == 0)
+    vmdr_repo_close (dst);
+  return cmd_open_repo (address, false);
+}
+
+static void
+print_json (int r, const struct vmdr_sync_stats *st, double secs)
+{
+  json_object *j = json_object_new_object (), *w = json_object_new_array ();
+
+  json_object_object_add (j, "ok", json_object_new_boolean (r == 0));
+  json_object_object_add (j, "seconds", json_object_new_double (secs));
+  json_object_object_add (j, "snapshots_copied", json_object_new_int64 ((int64_t) st->snapshots_copied));
+  json_object_object_add (j, "snapshots_present", json_object_new_int64 ((int64_t) st->snapshots_present));
+  json_object_object_add (j, "snapshots_failed", json_object_new_int64 ((int64_t) st->snapshots_failed));
+  json_object_object_add (j, "chunks_sent", json_object_new_int64 ((int64_t) st->chunks_sent));
+  json_object_object_add (j, "bytes_sent", json_object_new_int64 ((int64_t) st->bytes_sent));
+  json_object_object_add (j, "chunks_present", json_object_new_int64 ((int64_t) st->chunks_present));
+  json_object_object_add (j, "bytes_read", json_object_new_int64 ((int64_t) st->bytes_read));
+  for (size_t i = 0; i < st->nwarnings; i++)
+    json_object_array_add (w, json_object_new_string (st->warnings[i]));
+  json_object_object_add (j, "warnings", w);
+  printf ("%s\n", json_object_to_json_string_ext (j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+  json_object_put (j);
+}
+
+/* Run the copy; the exit status. */
+static int
+replicate (struct vmdr_repo *src, struct vmdr_repo *dst, struct opts *o, const char *srca)
+{
+  struct vmdr_sync_stats st;
+  double t0 = cmd_now ();
+  char sent[16];
+  int r = vmdr_sync (src, dst, &o->s, &st);
+
+  progress_end (&o->prog);
+  if (r == -EXDEV)
+    cli_error ("'%s' has other chunking than '%s' (digest, chunk size or fanout): "
+               "replicate into a new repository", o->to, srca);
+  else if (r == -EINVAL)
+    cli_usage_error ("invalid --since '%s'", o->s.since);
+  else if (r == -EBUSY)
+    cli_error ("a writer or GC holds a domain at '%s'; try again later", o->to);
+  else if (r < 0 && r != -EBADMSG)
+    cli_error ("cannot replicate to '%s': %s", o->to, strerror (-r));
+  for (size_t i = 0; i < st.nwarnings && !o->json; i++)
+    cli_error ("%s", st.warnings[i]);
+  if (o->json)
+    print_json (r, &st, cmd_now () - t0);
+  else if (!o->quiet && r == 0)
+    printf ("%zu snapshot%s copied (%zu already there), %s sent\n", st.snapshots_copied,
+            st.snapshots_copied == 1 ? "" : "s", st.snapshots_present,
+            cmd_size (st.bytes_sent, sent));
+  return r == -EBUSY ? VMDR_EXIT_BUSY : r < 0 ? VMDR_EXIT_FAILED : VMDR_EXIT_OK;
+}
+
+int
+main (int argc, char **argv)
+{
+  enum { TO = CHAR_MAX + 1, SINCE, BWLIMIT, JSON, PROGRESS, NO_PROGRESS };
+  static const struct option lopts[] = {
+    { "repo", required_argument, NULL, 'r' },
+    { "to", required_argument, NULL, TO },
+    { "since", required_argument, NULL, SINCE },
+    { "bwlimit", required_argument, NULL, BWLIMIT },
+    { "jobs", required_argument, NULL, 'j' },
+    { "json", no_argument, NULL, JSON },
+    { "progress", no_argument, NULL, PROGRESS },
+    { "no-progress", no_argument, NULL, NO_PROGRESS },
+    { "quiet", no_argument, NULL, 'q' },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL },
+  };
+  struct opts o = { .s = { .threads = 2 } };
+  const char *repo_opt = NULL, *address;
+  struct vmdr_repo *src, *dst;
+  int c, show = -1, status;
+
+  cli_init (argv[0]);
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, ":r:j:qhV", lopts, NULL)) != -1) {
+    switch (c) {
+    case 'r': repo_opt = optarg; break;
+    case TO: o.to = optarg; break;
+    case SINCE: o.s.since = optarg; break;
+    case BWLIMIT:
+      if (vmdr_parse_size (optarg, 1ull << 40, &o.s.bwlimit) < 0 || o.s.bwlimit == 0)
+        cli_usage_error ("invalid --bwlimit '%s'", optarg);
+      break;
+    case 'j': o.s.threads = cmd_jobs_arg (optarg); break;
+    case JSON: o.json = true; break;
+    case PROGRESS: show = 1; break;
+    case NO_PROGRESS: show = 0; break;
+    case 'q': o.quiet = true; break;
+    case 'h': usage (stdout, VMDR_EXIT_OK);
+    case 'V': cli_version ();
+    default: cli_bad_option (c, argv);
+    }
+  }
+  if (o.to == NULL)
+    cli_usage_error ("no destination: give --to DST");
+  for (int i = optind; i < argc; i++)
+    if (!vmdr_domain_name_valid (argv[i]))
+      cli_usage_error ("invalid domain name '%s'", argv[i]);
+  if (optind < argc) {
+    o.s.domains = (const char *const *) argv + optind;
+    o.s.ndomains = (size_t) (argc - optind);
+  }
+  address = cmd_repo_address (repo_opt);
+  if (strcmp (address, o.to) == 0)
+    cli_usage_error ("the source and the destination are the same");
+  if ((src = cmd_open_repo (address, true)) == NULL)
+    return VMDR_EXIT_FAILED;
+  if ((dst = open_dst (o.to, src, o.quiet)) == NULL) {
+    vmdr_repo_close (src);
+    return VMDR_EXIT_FAILED;
+  }
+  progress_init (&o.prog, o.quiet ? 0 : show);
+  o.s.progress = progress_cb;
+  o.s.popaque = &o.prog;
+  o.s.step = log_step;
+  o.s.sopaque = &o;
+  status = replicate (src, dst, &o, address);
+  vmdr_repo_close (dst);
+  vmdr_repo_close (src);
+  return status;
+}
