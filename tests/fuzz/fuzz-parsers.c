@@ -1,20 +1,25 @@
 /* libFuzzer targets for every parser of untrusted bytes: the repository
- * config, snapshot manifests, pack indexes, blobs, S3 list/error answers
- * and domain XML (a snapshot's, rewritten for another host).  One source, one target per FUZZ_TARGET value (meson builds each).
+ * config, snapshot manifests, pack indexes, blobs, S3 list/error answers,
+ * domain XML (a snapshot's, rewritten for another host) and bundles.  One source, one target per FUZZ_TARGET value (meson builds each).
  * The property: any input returns an error or a valid result, never a
  * crash, a leak or undefined behaviour (ASan + UBSan are on). */
 #include <config.h>
 
+#include <errno.h>
+#include <ftw.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "blob.h"
+#include "bundle.h"
 #include "domain-xml.h"
 #include "manifest.h"
 #include "pack.h"
 #include "repo.h"
 #include "s3-internal.h"
+#include "verify.h"
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
@@ -119,6 +124,81 @@ fuzz_domain_xml (const uint8_t *data, size_t size)
     if (vmdr_domain_xml_restore_info (xml, size, &lab, &images, &n, snap, sizeof snap) == 0)
       vmdr_strv_free (images, n);
   }
+}
+
+/* Bundles, imported into a scratch repository on tmpfs (made from the
+ * first bundle whose header reads, removed at exit).  An import that
+ * fails says why; one that succeeds leaves snapshots that verify. */
+static char bundle_scratch[256];
+
+static int
+remove_one (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  (void) st, (void) flag, (void) ftw;
+  return remove (path);
+}
+
+static void
+remove_scratch (void)
+{
+  nftw (bundle_scratch, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void __attribute__((unused))
+fuzz_bundle (const uint8_t *data, size_t size)
+{
+  static bool have_repo;
+  struct vmdr_bundle_import_opts o = { .threads = 0 };
+  const struct vmdr_bundle_info *in;
+  struct vmdr_bundle_reader *rd;
+  struct vmdr_repo *repo;
+  int r;
+
+  if (bundle_scratch[0] == '\0') {
+    const char *dir = getenv ("VMDR_FUZZ_SCRATCH");
+    snprintf (bundle_scratch, sizeof bundle_scratch, "%s/vmdr-fuzz-bundle.XXXXXX",
+              dir && *dir ? dir : "/dev/shm");
+    if (mkdtemp (bundle_scratch) == NULL)
+      abort ();
+    atexit (remove_scratch);
+  }
+  if (vmdr_bundle_reader_open_memory (data, size, &rd) < 0)
+    abort ();
+  if (vmdr_bundle_read_header (rd, &in) < 0) {
+    if (vmdr_bundle_reader_error (rd)[0] == '\0')
+      abort ();                 /* a refusal always says why */
+    vmdr_bundle_reader_free (rd);
+    return;
+  }
+  if (!have_repo) {
+    struct vmdr_repo_config cfg;
+    if (vmdr_repo_config_default (&cfg) < 0)
+      abort ();
+    cfg.hash = in->config.hash, cfg.chunk_size = in->config.chunk_size;
+    cfg.fanout = in->config.fanout, cfg.cdc_min = in->config.cdc_min;
+    cfg.cdc_avg = in->config.cdc_avg, cfg.cdc_max = in->config.cdc_max;
+    cfg.pack_size = 1u << 20;
+    if (vmdr_repo_init (bundle_scratch, &cfg) < 0)
+      abort ();
+    have_repo = true;
+  }
+  if (vmdr_repo_open (bundle_scratch, &repo) < 0)
+    abort ();
+  r = vmdr_bundle_import (rd, repo, &o, NULL);
+  if (r == -EBADMSG && vmdr_bundle_reader_error (rd)[0] == '\0')
+    abort ();
+  for (size_t i = 0; r == 0 && i < in->nsnapshots; i++) {
+    struct vmdr_verify_opts vo = { .threads = 1, .sample_permille = 1000 };
+    struct vmdr_verify_result res = { 0 };
+    struct vmdr_manifest m;
+    if (vmdr_manifest_get (repo, in->snapshots[i], &m) != 0 ||
+        vmdr_verify_snapshot (repo, &m, &vo, &res) != 0)
+      abort ();                 /* imported, yet not whole */
+    vmdr_verify_result_clear (&res);
+    vmdr_manifest_clear (&m);
+  }
+  vmdr_repo_close (repo);
+  vmdr_bundle_reader_free (rd);
 }
 
 int

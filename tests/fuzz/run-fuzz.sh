@@ -2,7 +2,7 @@
 # Run each libFuzzer target for VMDR_FUZZ_SECONDS (default 8), seeded with
 # real objects made by the tools: a crash, leak or sanitizer report fails.
 . "$(dirname "$0")/../harness/lib.sh"
-need_cmd vmdr-init repo-image python3
+need_cmd vmdr-init vmdr-export repo-image python3
 F=$VMDR_BUILD_ROOT/tests/fuzz
 [ -x "$F/fuzz-config" ] || tap_skip_all "fuzz targets not built (clang build with -Dfuzz=enabled)"
 SECS=${VMDR_FUZZ_SECONDS:-8}
@@ -12,7 +12,7 @@ R=$T/repo
 vmdr-init -q -r "$R" --pack-size 1M
 head -c 300000 /dev/urandom > "$T/img"; head -c 200000 /dev/zero | tr '\0' 'a' >> "$T/img"
 repo-image put "$R" seed vda="$T/img" >/dev/null || tap_bail "cannot make seeds"
-mkdir -p "$T"/corpus/{config,manifest,pack_index,blob,s3_xml,domain_xml}
+mkdir -p "$T"/corpus/{config,manifest,pack_index,blob,s3_xml,domain_xml,bundle}
 cp "$R/config" "$T/corpus/config/"
 cp "$R"/snapshots/seed/*.json "$T/corpus/manifest/"
 cp "$R"/index/*/* "$T/corpus/pack_index/"
@@ -56,7 +56,19 @@ cat > "$T/corpus/domain_xml/restored" <<'XML'
 <source file='/r/a.qcow2'/><target dev='vda'/></disk></devices></domain>
 XML
 
-for t in config manifest pack_index blob s3_xml domain_xml; do
+# Bundles (each well under -max_len): two snapshots with a memory image, an
+# incremental one, and zstd; fuzz-bundle imports into a scratch repository in $T.
+B=$T/brepo
+vmdr-init -q -r "$B" --pack-size 1M
+python3 -c "import sys; open(sys.argv[1], 'wb').write(b''.join(b'sector %06d of a seed disk\\n' % i for i in range(5000))); open(sys.argv[2], 'wb').write(b''.join(b'page %05d\\n' % (i % 700) for i in range(4000)))" "$T/bimg" "$T/bmem"
+b1=$(repo-image put "$B" seed vda="$T/bimg" memory="$T/bmem") || tap_bail "cannot make seeds"
+printf changed | dd of="$T/bimg" bs=1 seek=70000 conv=notrunc status=none
+b2=$(repo-image put "$B" seed vda="$T/bimg") || tap_bail "cannot make seeds"
+vmdr-export -q -r "$B" "$b1" "$b2" -o "$T/corpus/bundle/full" && vmdr-export -q -r "$B" --since "$b1" "$b2" -o "$T/corpus/bundle/incremental" &&
+  vmdr-export -q -r "$B" --zstd "$b1" -o "$T/corpus/bundle/zstd" || tap_bail "cannot make seeds"
+export VMDR_FUZZ_SCRATCH=$T
+
+for t in config manifest pack_index blob s3_xml domain_xml bundle; do
   "$F/fuzz-$t" -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=65536 \
     -print_final_stats=1 "$T/corpus/$t" > "$T/$t.log" 2>&1
   st=$?
