@@ -30,6 +30,13 @@ cmd_open_repo (const char *address, bool load_index)
   int r;
 
   r = vmdr_repo_open (address, &repo);
+  /* A backend that talks to a server has its words for the failure (S3:
+   * "HTTP 404 NoSuchBucket", "HTTP 403 SignatureDoesNotMatch"); an absent
+   * config is still "not a repository". */
+  if (r < 0 && r != -ENOTRECOVERABLE && vmdr_backend_error ()) {
+    cli_error ("cannot open repository '%s': %s", address, vmdr_backend_error ());
+    return NULL;
+  }
   switch (r) {
   case 0:
     break;
@@ -45,14 +52,19 @@ cmd_open_repo (const char *address, bool load_index)
     cli_error ("'%s': the repository config is damaged", address);
     return NULL;
   case -EAFNOSUPPORT:
-    cli_error ("'%s': unknown repository type (use a path or file://PATH)", address);
+    cli_error ("'%s': unknown repository type (use a path, file://PATH or s3://BUCKET[/PREFIX])",
+               address);
     return NULL;
   default:
     cli_error ("cannot open repository '%s': %s", address, strerror (-r));
     return NULL;
   }
   if (load_index && (r = vmdr_repo_load_index (repo, &damaged)) < 0) {
-    cli_error ("cannot read the index of '%s': %s", address, strerror (-r));
+    struct vmdr_backend *b = vmdr_repo_backend (repo);
+    char why[512] = "";
+    if (!b->ops->describe_error || !b->ops->describe_error (b, why, sizeof why))
+      snprintf (why, sizeof why, "%s", strerror (-r));
+    cli_error ("cannot read the index of '%s': %s", address, why);
     vmdr_repo_close (repo);
     return NULL;
   }

@@ -20,8 +20,9 @@ usage (FILE *fp, int status)
   fprintf (fp,
 "Usage: vmdr-init -r REPO [OPTIONS]\n"
 "\n"
-"Create an empty vmdr repository at REPO (a path or file://PATH; the\n"
-"directory is created if its parent exists).\n"
+"Create an empty vmdr repository at REPO (a path or file://PATH: the\n"
+"directory is created if its parent exists; or s3://BUCKET[/PREFIX]: the\n"
+"bucket must exist).\n"
 "\n"
 "Options:\n"
 "  -r, --repo=REPO            where (default: $VMDR_REPO)\n"
@@ -126,7 +127,8 @@ main (int argc, char **argv)
     return VMDR_EXIT_FAILED;
   }
   if (r < 0) {
-    cli_error ("cannot create a repository in '%s': %s", address, strerror (-r));
+    cli_error ("cannot create a repository in '%s': %s", address,
+               vmdr_backend_error () ? vmdr_backend_error () : strerror (-r));
     return VMDR_EXIT_FAILED;
   }
   if (!quiet) {

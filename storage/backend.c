@@ -1,6 +1,9 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
@@ -10,6 +13,7 @@ static const struct {
   const struct vmdr_backend_ops *ops;
 } schemes[] = {
   { "file://", &vmdr_backend_local },
+  { "s3://", &vmdr_backend_s3 },
 };
 
 int
@@ -17,6 +21,7 @@ vmdr_backend_open (const char *address, struct vmdr_backend **out)
 {
   const char *sep = strstr (address, "://");
 
+  vmdr_backend_set_error (NULL);
   if (sep == NULL)              /* a plain path */
     return vmdr_backend_local.open (address, out);
   for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
@@ -25,6 +30,26 @@ vmdr_backend_open (const char *address, struct vmdr_backend **out)
       return schemes[i].ops->open (address + n, out);
   }
   return -EAFNOSUPPORT;
+}
+
+int
+vmdr_backend_read (struct vmdr_backend *b, const char *key, uint64_t offset,
+                   size_t len, void *buf)
+{
+  void *data;
+  size_t got;
+  int r;
+
+  if (len == 0 || len > VMDR_READ_MAX)
+    return -EINVAL;
+  if (b->ops->read)
+    return b->ops->read (b, key, offset, len, buf);
+  if ((r = b->ops->get (b, key, offset, len, len, &data, &got)) < 0)
+    return r;
+  if (got == len)
+    memcpy (buf, data, len);
+  free (data);
+  return got == len ? 0 : -ERANGE;
 }
 
 bool
@@ -47,4 +72,27 @@ vmdr_key_valid (const char *key)
       return false;
   }
   return true;
+}
+
+/* Per thread: a failed call's words stay with the thread that made it. */
+static __thread char error_text[512];
+
+const char *
+vmdr_backend_error (void)
+{
+  return error_text[0] ? error_text : NULL;
+}
+
+void
+vmdr_backend_set_error (const char *fmt, ...)
+{
+  va_list ap;
+
+  if (fmt == NULL) {
+    error_text[0] = '\0';
+    return;
+  }
+  va_start (ap, fmt);
+  vsnprintf (error_text, sizeof error_text, fmt, ap);
+  va_end (ap);
 }

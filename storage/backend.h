@@ -16,6 +16,7 @@
 #include <time.h>
 
 #define VMDR_KEY_MAX 512
+#define VMDR_READ_MAX (64u << 20)      /* the most one read op returns */
 
 struct vmdr_backend;
 
@@ -61,6 +62,20 @@ struct vmdr_backend_ops {
   int (*get) (struct vmdr_backend *b, const char *key, uint64_t offset,
               size_t len, size_t max, void **data, size_t *len_out);
 
+  /* Read exactly LEN (1 .. VMDR_READ_MAX) bytes at OFFSET of KEY into BUF,
+   * which the caller owns: the read path's get, without an allocation per
+   * call.  Only for objects that are never replaced once written (packs,
+   * whose key is the digest of their bytes): a backend may keep such an
+   * object open between calls (the local one keeps a few descriptors), so
+   * a replacement by another process may go unseen; its own put and del
+   * are seen.  May be called from several threads at once.  BUF is
+   * unspecified on failure.  -ENOENT if absent, -ERANGE when the object
+   * is shorter than OFFSET+LEN, -EINVAL (bad key or LEN), -EIO.
+   * NULL when the backend has nothing cheaper than get: callers then use
+   * get (vmdr_backend_read does). */
+  int (*read) (struct vmdr_backend *b, const char *key, uint64_t offset,
+               size_t len, void *buf);
+
   /* Size and mtime of KEY.  -ENOENT if absent. */
   int (*stat) (struct vmdr_backend *b, const char *key,
                struct vmdr_object_info *info);
@@ -77,6 +92,14 @@ struct vmdr_backend_ops {
    * if older than CUTOFF; *removed counts them.  NULL when the backend
    * leaves nothing behind (its puts need no temporary objects). */
   int (*sweep_temp) (struct vmdr_backend *b, time_t cutoff, uint64_t *removed);
+
+  /* Words for the last call of B that failed for good, from any thread, into
+   * BUF (SIZE bytes, NUL-terminated): what the server said where the errno
+   * cannot say it ("HTTP 403 AccessDenied: Access Denied").  False (BUF
+   * empty) when there is none.  An absent key is not recorded: the errno
+   * says it all.  Never a credential.  NULL for backends whose errnos say
+   * everything (the local one). */
+  bool (*describe_error) (struct vmdr_backend *b, char *buf, size_t size);
 };
 
 /* The base every backend's state embeds first. */
@@ -85,8 +108,11 @@ struct vmdr_backend {
 };
 
 extern const struct vmdr_backend_ops vmdr_backend_local;
+extern const struct vmdr_backend_ops vmdr_backend_s3;
 
-/* Open a repository address: "file:///path", "file://path" or a plain path.
+/* Open a repository address: "file:///path", "file://path", a plain path,
+ * or "s3://BUCKET[/PREFIX]" (backend-s3.c; endpoint, region and credentials
+ * from the AWS environment and files, see vmdr_s3_config_from_env).
  * -EAFNOSUPPORT for a scheme no backend handles (the caller names it). */
 int vmdr_backend_open (const char *address, struct vmdr_backend **out);
 
@@ -98,6 +124,25 @@ vmdr_backend_close (struct vmdr_backend *b)
     b->ops->close (b);
 }
 
+/* The read op, or get and a copy where the backend has none.  Same
+ * contract as the op. */
+int vmdr_backend_read (struct vmdr_backend *b, const char *key,
+                       uint64_t offset, size_t len, void *buf);
+
 bool vmdr_key_valid (const char *key);
+
+/* Why the calling thread's last backend call failed, in words its errno
+ * cannot carry: "HTTP 404 NoSuchBucket", "HTTP 403 SignatureDoesNotMatch",
+ * "Failed to connect to ... (gave up after 5 attempts in 15 s)", "no S3
+ * credentials: ...".  NULL when that call set none (the local backend
+ * never does) or succeeded.  For the tools' messages: above all after a
+ * failed vmdr_backend_open or vmdr_repo_open, when there is no backend to
+ * ask describe_error.  Never holds a credential. */
+const char *vmdr_backend_error (void);
+
+/* For backends: set the calling thread's text (printf FMT), or clear it
+ * (FMT NULL; every call of a backend that sets texts starts so). */
+void vmdr_backend_set_error (const char *fmt, ...)
+  __attribute__((format (printf, 1, 2)));
 
 #endif

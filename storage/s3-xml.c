@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cleanup.h"
 #include "s3-internal.h"
@@ -307,9 +308,72 @@ s3_xml_decode (struct s3_buf *b, const char *s, size_t n)
   return 0;
 }
 
+/* ---- times ---------------------------------------------------------------- */
+
+static void
+trim (const char **s, size_t *n)
+{
+  while (*n > 0 && is_space (**s))
+    (*s)++, (*n)--;
+  while (*n > 0 && is_space ((*s)[*n - 1]))
+    (*n)--;
+}
+
+
+/* N decimal digits at s into *v. */
+static bool
+digits (const char *s, size_t n, int *v)
+{
+  *v = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return false;
+    *v = *v * 10 + (s[i] - '0');
+  }
+  return true;
+}
+
+int
+s3_parse_iso8601 (const char *s, size_t n, time_t *t)
+{
+  struct tm tm = { 0 };
+  int y, mo, d, h, mi, sec;
+  size_t i = 19;
+  time_t v;
+
+  trim (&s, &n);
+  /* YYYY-MM-DDTHH:MM:SS[.fff]Z */
+  if (n < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+      s[16] != ':' || !digits (s, 4, &y) || !digits (s + 5, 2, &mo) ||
+      !digits (s + 8, 2, &d) || !digits (s + 11, 2, &h) ||
+      !digits (s + 14, 2, &mi) || !digits (s + 17, 2, &sec))
+    return -EBADMSG;
+  if (s[i] == '.') {
+    int frac;
+    size_t f = ++i;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+      i++;
+    if (i == f || i - f > 9 || !digits (s + f, i - f, &frac))
+      return -EBADMSG;
+  }
+  if (i + 1 != n || s[i] != 'Z' || y < 1970 || mo < 1 || mo > 12 || d < 1 ||
+      d > 31 || h > 23 || mi > 59 || sec > 60)
+    return -EBADMSG;
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  if ((v = timegm (&tm)) == (time_t) -1)
+    return -EBADMSG;
+  *t = v;
+  return 0;
+}
+
 /* ---- ListBucketResult --------------------------------------------------- */
 
-enum list_field { F_NONE, F_TRUNCATED, F_TOKEN, F_KEY, F_SIZE };
+enum list_field { F_NONE, F_TRUNCATED, F_TOKEN, F_KEY, F_SIZE, F_MTIME };
 
 struct list_state {
   struct vmdr_s3_list_page page;
@@ -320,15 +384,6 @@ struct list_state {
   struct s3_buf text;
   char text_buf[S3_TOKEN_MAX + 1];
 };
-
-static void
-trim (const char **s, size_t *n)
-{
-  while (*n > 0 && is_space (**s))
-    (*s)++, (*n)--;
-  while (*n > 0 && is_space ((*s)[*n - 1]))
-    (*n)--;
-}
 
 static int
 parse_u64 (const char *s, size_t n, uint64_t *out)
@@ -375,11 +430,14 @@ list_start (struct list_state *st, const struct xml_tok *t, int depth)
   else if (depth == 2 && tok_is (t, "Contents")) {
     st->in_contents = true;
     st->have_size = false;
+    st->cur.mtime = -1;
   }
   else if (depth == 3 && st->in_contents && tok_is (t, "Key"))
     st->field = F_KEY;
   else if (depth == 3 && st->in_contents && tok_is (t, "Size"))
     st->field = F_SIZE;
+  else if (depth == 3 && st->in_contents && tok_is (t, "LastModified"))
+    st->field = F_MTIME;
   s3_buf_init (&st->text, st->text_buf, sizeof st->text_buf);
   return 0;
 }
@@ -408,6 +466,8 @@ list_leaf (struct list_state *st)
   case F_SIZE:
     st->have_size = true;
     return parse_u64 (t->p, t->len, &st->cur.size);
+  case F_MTIME:
+    return s3_parse_iso8601 (t->p, t->len, &st->cur.mtime);
   case F_NONE:
     break;
   }
@@ -557,4 +617,248 @@ s3_parse_error (const char *xml, size_t len, struct vmdr_s3_status *st)
   trim_partial_utf8 (&msg);
   *st = tmp;
   return 0;
+}
+
+/* ---- leaves of small answers ------------------------------------------- */
+
+/* Calls fn for every element without children at depth 2 or 3 (the root
+ * is 1) with its decoded text (NULL when it exceeds S3_TOKEN_MAX bytes: fn
+ * decides whether it matters), and at the end of every depth-2 element
+ * with children (text NULL, leaf false), so that records can be closed.
+ * The root must be named ROOT (else -EBADMSG, or 1 if it is "Error" and
+ * error_ok: the caller parses that). */
+typedef int (*leaf_fn) (void *opaque, int depth, const char *parent, size_t plen,
+                        const char *name, size_t nlen, const char *text, bool leaf);
+
+static int
+walk_leaves (const char *xml, size_t len, const char *root, bool error_ok,
+             leaf_fn fn, void *opaque)
+{
+  _cleanup_free_ char *buf = malloc (S3_TOKEN_MAX + 1);
+  struct s3_buf text;
+  struct xml_reader r;
+  struct xml_tok t;
+  const char *parent = "";
+  size_t plen = 0;
+  bool leaf = false;
+  int e;
+
+  if (!buf)
+    return -ENOMEM;
+  xml_init (&r, xml, len);
+  s3_buf_init (&text, buf, S3_TOKEN_MAX + 1);
+  while ((e = xml_next (&r, &t)) == 0 && t.type != XML_EOF) {
+    if (t.type == XML_START) {
+      if (r.depth == 1 && !tok_is (&t, root))
+        return error_ok && tok_is (&t, "Error") ? 1 : -EBADMSG;
+      if (r.depth == 2) {
+        parent = t.s;
+        plen = t.n;
+      }
+      leaf = true;                /* until a child shows up */
+      s3_buf_init (&text, buf, S3_TOKEN_MAX + 1);
+    }
+    else if (t.type == XML_TEXT) {
+      if (leaf && s3_xml_decode (&text, t.s, t.n) < 0)
+        return -EBADMSG;
+    }
+    else {                        /* XML_END; r.depth is the parent's now */
+      int depth = r.depth + 1;
+      if (leaf && (depth == 2 || depth == 3))
+        e = fn (opaque, depth, parent, plen, t.s, t.n,
+                text.overflow ? NULL : text.p, true);
+      else if (!leaf && depth == 2)
+        e = fn (opaque, depth, parent, plen, t.s, t.n, NULL, false);
+      if (e < 0)
+        return e;
+      leaf = false;
+    }
+  }
+  return e;
+}
+
+static bool
+name_is (const char *s, size_t n, const char *want)
+{
+  return n == strlen (want) && memcmp (s, want, n) == 0;
+}
+
+static int
+upload_id_leaf (void *opaque, int depth, const char *parent, size_t plen,
+                const char *name, size_t nlen, const char *text, bool leaf)
+{
+  char **id = opaque;
+
+  (void) parent, (void) plen;
+  if (!leaf || depth != 2 || !name_is (name, nlen, "UploadId"))
+    return 0;
+  if (!text || !text[0] || strlen (text) > VMDR_S3_UPLOAD_ID_MAX || *id)
+    return -EBADMSG;
+  *id = strdup (text);
+  return *id ? 0 : -ENOMEM;
+}
+
+int
+s3_parse_upload_id (const char *xml, size_t len, char **id)
+{
+  char *got = NULL;
+  int e = walk_leaves (xml, len, "InitiateMultipartUploadResult", false,
+                       upload_id_leaf, &got);
+
+  if (e == 0 && !got)
+    e = -EBADMSG;
+  if (e < 0) {
+    free (got);
+    return e;
+  }
+  *id = got;
+  return 0;
+}
+
+static int
+etag_leaf (void *opaque, int depth, const char *parent, size_t plen,
+           const char *name, size_t nlen, const char *text, bool leaf)
+{
+  char *etag = opaque;
+  size_t n;
+
+  (void) parent, (void) plen;
+  if (!leaf || depth != 2 || !name_is (name, nlen, "ETag"))
+    return 0;
+  if (!text)
+    return -EBADMSG;
+  n = strlen (text);
+  if (n >= 2 && text[0] == '"' && text[n - 1] == '"')
+    text++, n -= 2;
+  if (n >= 128)
+    return -EBADMSG;
+  memcpy (etag, text, n);
+  etag[n] = '\0';
+  return 0;
+}
+
+int
+s3_parse_complete (const char *xml, size_t len, char *etag,
+                   struct vmdr_s3_status *st)
+{
+  char tag[128] = "";
+  int e = walk_leaves (xml, len, "CompleteMultipartUploadResult", true,
+                       etag_leaf, tag);
+
+  if (e == 1)
+    return s3_parse_error (xml, len, st) < 0 ? -EBADMSG : 1;
+  if (e < 0)
+    return e;
+  memcpy (etag, tag, sizeof tag);
+  return 0;
+}
+
+struct uploads_state {
+  struct vmdr_s3_upload_page page;
+  size_t cap;
+  struct vmdr_s3_upload cur;
+  bool have_truncated;
+};
+
+static int
+dup_text (char **dst, const char *text, size_t max)
+{
+  if (!text || !text[0] || strlen (text) > max || *dst)
+    return -EBADMSG;
+  *dst = strdup (text);
+  return *dst ? 0 : -ENOMEM;
+}
+
+static int
+uploads_add (struct uploads_state *u)
+{
+  struct vmdr_s3_upload_page *pg = &u->page;
+
+  if (!u->cur.key || !u->cur.upload_id || pg->n_uploads == VMDR_S3_LIST_MAX_KEYS)
+    return -EBADMSG;
+  if (pg->n_uploads == u->cap) {
+    size_t cap = u->cap ? u->cap * 2 : 16;
+    struct vmdr_s3_upload *p = reallocarray (pg->uploads, cap, sizeof *p);
+    if (!p)
+      return -ENOMEM;
+    pg->uploads = p;
+    u->cap = cap;
+  }
+  pg->uploads[pg->n_uploads++] = u->cur;
+  u->cur = (struct vmdr_s3_upload) { .initiated = -1 };
+  return 0;
+}
+
+static int
+uploads_leaf (void *opaque, int depth, const char *parent, size_t plen,
+              const char *name, size_t nlen, const char *text, bool leaf)
+{
+  struct uploads_state *u = opaque;
+  bool in_upload = name_is (parent, plen, "Upload");
+
+  if (!leaf)
+    return in_upload ? uploads_add (u) : 0;
+  if (depth == 2 && name_is (name, nlen, "IsTruncated")) {
+    u->have_truncated = true;
+    return text ? parse_bool (text, strlen (text), &u->page.truncated) : -EBADMSG;
+  }
+  if (depth == 2 && name_is (name, nlen, "NextKeyMarker")) {
+    free (u->page.next_key_marker);
+    u->page.next_key_marker = NULL;
+    return text && text[0] ? dup_text (&u->page.next_key_marker, text, VMDR_S3_KEY_MAX) : 0;
+  }
+  if (depth == 2 && name_is (name, nlen, "NextUploadIdMarker")) {
+    free (u->page.next_upload_id_marker);
+    u->page.next_upload_id_marker = NULL;
+    return text && text[0]
+      ? dup_text (&u->page.next_upload_id_marker, text, VMDR_S3_UPLOAD_ID_MAX) : 0;
+  }
+  if (depth != 3 || !in_upload)
+    return 0;
+  if (name_is (name, nlen, "Key"))
+    return dup_text (&u->cur.key, text, VMDR_S3_KEY_MAX);
+  if (name_is (name, nlen, "UploadId"))
+    return dup_text (&u->cur.upload_id, text, VMDR_S3_UPLOAD_ID_MAX);
+  if (name_is (name, nlen, "Initiated"))
+    return text ? s3_parse_iso8601 (text, strlen (text), &u->cur.initiated) : -EBADMSG;
+  return 0;
+}
+
+int
+s3_parse_uploads (const char *xml, size_t len, struct vmdr_s3_upload_page *page)
+{
+  struct uploads_state u = { .cur = { .initiated = -1 } };
+  int e = walk_leaves (xml, len, "ListMultipartUploadsResult", false,
+                       uploads_leaf, &u);
+
+  free (u.cur.key);
+  free (u.cur.upload_id);
+  if (e == 0 && (!u.have_truncated || (u.page.truncated && !u.page.next_key_marker)))
+    e = -EBADMSG;
+  if (e < 0) {
+    vmdr_s3_upload_page_clear (&u.page);
+    return e;
+  }
+  if (!u.page.truncated) {
+    free (u.page.next_key_marker);
+    free (u.page.next_upload_id_marker);
+    u.page.next_key_marker = u.page.next_upload_id_marker = NULL;
+  }
+  *page = u.page;
+  return 0;
+}
+
+void
+vmdr_s3_upload_page_clear (struct vmdr_s3_upload_page *page)
+{
+  if (!page)
+    return;
+  for (size_t i = 0; i < page->n_uploads; i++) {
+    free (page->uploads[i].key);
+    free (page->uploads[i].upload_id);
+  }
+  free (page->uploads);
+  free (page->next_key_marker);
+  free (page->next_upload_id_marker);
+  memset (page, 0, sizeof *page);
 }

@@ -3,12 +3,15 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
@@ -134,6 +137,13 @@ env_dup (char **out, size_t max, const char *name, const char *fallback)
   return *out ? 0 : -ENOMEM;
 }
 
+static const char *
+env_get (const char *name)
+{
+  const char *v = secure_getenv (name);
+  return v && v[0] ? v : NULL;
+}
+
 static int
 env_addressing (bool custom_endpoint, enum vmdr_s3_addressing *out)
 {
@@ -150,33 +160,290 @@ env_addressing (bool custom_endpoint, enum vmdr_s3_addressing *out)
   return 0;
 }
 
+/* ---- the AWS shared files ------------------------------------------------ */
+
+static bool
+is_blank (char c)
+{
+  return c == ' ' || c == '\t' || c == '\r';
+}
+
+static void
+trim_blanks (const char **s, const char **e)
+{
+  while (*s < *e && is_blank (**s))
+    (*s)++;
+  while (*e > *s && is_blank ((*e)[-1]))
+    (*e)--;
+}
+
+static bool
+span_is (const char *s, const char *e, const char *want)
+{
+  return (size_t) (e - s) == strlen (want) && memcmp (s, want, e - s) == 0;
+}
+
+int
+s3_ini_get (const char *text, size_t len, const char *section,
+            const char *name, char *out, size_t outsz)
+{
+  const char *p = text, *end = text + len;
+  bool in = false;
+
+  while (p < end) {
+    const char *nl = memchr (p, '\n', end - p);
+    const char *le = nl ? nl : end, *s = p, *e = le, *eq;
+
+    p = nl ? nl + 1 : end;
+    if (s < e && (*s == ' ' || *s == '\t'))
+      continue;                         /* a sub-section's line */
+    trim_blanks (&s, &e);
+    if (s == e || *s == '#' || *s == ';')
+      continue;
+    if (*s == '[') {
+      const char *cs = s + 1, *ce = e;
+      if (ce[-1] != ']' || ce - 1 < cs)
+        { in = false; continue; }
+      ce--;
+      trim_blanks (&cs, &ce);
+      in = span_is (cs, ce, section);
+      if (in && !name)
+        return 1;
+      continue;
+    }
+    if (!in || !name || !(eq = memchr (s, '=', e - s)))
+      continue;
+    {
+      const char *ns = s, *ne = eq, *vs = eq + 1, *ve = e;
+      trim_blanks (&ns, &ne);
+      trim_blanks (&vs, &ve);
+      if (!span_is (ns, ne, name))
+        continue;
+      if ((size_t) (ve - vs) >= outsz)
+        return -ENAMETOOLONG;
+      memcpy (out, vs, ve - vs);
+      out[ve - vs] = '\0';
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Read a whole shared file into *text (NUL-terminated, the caller wipes
+ * and frees it); *text stays NULL when there is no such file. */
+static int
+read_shared_file (const char *path, char **text, size_t *len)
+{
+  _cleanup_close_ int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  struct stat sb;
+  char *buf;
+  size_t got = 0;
+
+  *text = NULL;
+  if (fd < 0)
+    return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+  if (fstat (fd, &sb) < 0)
+    return -errno;
+  if (!S_ISREG (sb.st_mode))
+    return S_ISDIR (sb.st_mode) ? -EISDIR : -EINVAL;
+  if ((uint64_t) sb.st_size > S3_INI_FILE_MAX)
+    return -EFBIG;
+  if (!(buf = malloc ((size_t) sb.st_size + 1)))
+    return -ENOMEM;
+  while (got < (size_t) sb.st_size) {
+    ssize_t n = read (fd, buf + got, (size_t) sb.st_size - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;                            /* shrank meanwhile: what we have */
+    got += (size_t) n;
+  }
+  buf[got] = '\0';
+  *text = buf;
+  *len = got;
+  return 0;
+}
+
+static void
+wipe_text (char **text, size_t len)
+{
+  if (*text) {
+    explicit_bzero (*text, len);
+    free (*text);
+    *text = NULL;
+  }
+}
+
+/* One of the two shared files, read. */
+struct shared_file {
+  char path[4096];
+  char *text;                   /* NULL: absent */
+  size_t len;
+  char section[160];            /* the profile's section in this file */
+};
+
+static int
+shared_file_open (struct shared_file *f, const char *env, const char *home_rel,
+                  const char *profile, bool config_file, char *why, size_t whysz)
+{
+  const char *v = env_get (env), *home = env_get ("HOME");
+  int r, n;
+
+  f->text = NULL;
+  if (v)
+    n = snprintf (f->path, sizeof f->path, "%s", v);
+  else if (home)
+    n = snprintf (f->path, sizeof f->path, "%s/%s", home, home_rel);
+  else
+    return 0;                           /* nowhere to look */
+  if (n < 0 || (size_t) n >= sizeof f->path)
+    r = -ENAMETOOLONG;
+  else
+    r = read_shared_file (f->path, &f->text, &f->len);
+  if (r < 0) {
+    if (why)
+      snprintf (why, whysz, "cannot read the AWS %s file '%s': %s",
+                config_file ? "config" : "credentials", f->path, strerror (-r));
+    return r;
+  }
+  /* the config file names a profile "[profile NAME]", except "default" */
+  snprintf (f->section, sizeof f->section, "%s%s",
+            config_file && strcmp (profile, "default") != 0 ? "profile " : "", profile);
+  if (config_file && f->text && !s3_ini_get (f->text, f->len, f->section, NULL, NULL, 0))
+    snprintf (f->section, sizeof f->section, "%s", profile);
+  return 0;
+}
+
+/* *out = the profile's NAME in F (a copy), left NULL when absent. */
+static int
+shared_get (const struct shared_file *f, const char *name, size_t max, char **out,
+            char *why, size_t whysz)
+{
+  char *buf;
+  int r;
+
+  if (!f->text || *out)
+    return 0;
+  if (!(buf = malloc (max + 1)))
+    return -ENOMEM;
+  r = s3_ini_get (f->text, f->len, f->section, name, buf, max + 1);
+  if (r <= 0 || !buf[0]) {
+    explicit_bzero (buf, max + 1);
+    free (buf);
+    if (r == -ENAMETOOLONG && why)
+      snprintf (why, whysz, "'%s' in '%s' is too long", name, f->path);
+    return r < 0 ? r : 0;
+  }
+  *out = buf;
+  return 0;
+}
+
+static bool
+shared_has_profile (const struct shared_file *f)
+{
+  return f->text && s3_ini_get (f->text, f->len, f->section, NULL, NULL, 0) == 1;
+}
+
+int
+vmdr_s3_config_load (struct vmdr_s3_config *cfg, char *why, size_t whysz)
+{
+  _cleanup_s3_config_ struct vmdr_s3_config c = { 0 };
+  struct shared_file cred = { .text = NULL }, conf = { .text = NULL };
+  const char *profile = env_get ("AWS_PROFILE");
+  bool env_keys = env_get ("AWS_ACCESS_KEY_ID") && env_get ("AWS_SECRET_ACCESS_KEY");
+  int r;
+
+  if (why && whysz)
+    why[0] = '\0';
+  if (profile && (strlen (profile) > 128 || check_token (profile, 128) < 0)) {
+    if (why)
+      snprintf (why, whysz, "AWS_PROFILE is not a profile name");
+    return -EINVAL;
+  }
+  if ((r = shared_file_open (&cred, "AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials",
+                             profile ? profile : "default", false, why, whysz)) < 0)
+    goto out;
+  if ((r = shared_file_open (&conf, "AWS_CONFIG_FILE", ".aws/config",
+                             profile ? profile : "default", true, why, whysz)) < 0)
+    goto out;
+  if (!env_keys && profile && !shared_has_profile (&cred) && !shared_has_profile (&conf)) {
+    if (why)
+      snprintf (why, whysz, "no profile '%s' in the AWS credentials or config file", profile);
+    r = -ENOKEY;
+    goto out;
+  }
+
+  if ((r = env_dup (&c.endpoint, S3_ENDPOINT_MAX, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")) < 0 ||
+      (r = shared_get (&conf, "endpoint_url", S3_ENDPOINT_MAX, &c.endpoint, why, whysz)) < 0 ||
+      (r = env_dup (&c.region, REGION_MAX, "AWS_REGION", "AWS_DEFAULT_REGION")) < 0 ||
+      (r = shared_get (&conf, "region", REGION_MAX, &c.region, why, whysz)) < 0)
+    goto out;
+  if (env_keys) {
+    if ((r = env_dup (&c.access_key_id, KEY_ID_MAX, "AWS_ACCESS_KEY_ID", NULL)) < 0 ||
+        (r = env_dup (&c.secret_access_key, SECRET_MAX, "AWS_SECRET_ACCESS_KEY", NULL)) < 0 ||
+        (r = env_dup (&c.session_token, TOKEN_MAX, "AWS_SESSION_TOKEN", NULL)) < 0)
+      goto out;
+  }
+  else {
+    /* the credentials file first, then the config file: one or the other,
+     * never a key from one and a secret from the other */
+    const struct shared_file *from[] = { &cred, &conf };
+    for (size_t i = 0; i < 2 && !c.access_key_id; i++) {
+      if ((r = shared_get (from[i], "aws_access_key_id", KEY_ID_MAX, &c.access_key_id, why, whysz)) < 0 ||
+          (r = shared_get (from[i], "aws_secret_access_key", SECRET_MAX, &c.secret_access_key, why, whysz)) < 0 ||
+          (r = shared_get (from[i], "aws_session_token", TOKEN_MAX, &c.session_token, why, whysz)) < 0)
+        goto out;
+      if (!c.access_key_id || !c.secret_access_key) {
+        free (c.access_key_id);
+        c.access_key_id = NULL;
+        free_secret (&c.secret_access_key);
+        free_secret (&c.session_token);
+      }
+    }
+  }
+  if ((r = env_addressing (c.endpoint != NULL, &c.addressing)) < 0) {
+    if (why)
+      snprintf (why, whysz, "VMDR_S3_ADDRESSING_STYLE must be 'path' or 'virtual'");
+    goto out;
+  }
+  if (!c.region && !(c.region = strdup ("us-east-1"))) {
+    r = -ENOMEM;
+    goto out;
+  }
+  /* checked before it goes into a URL */
+  if ((r = check_region (c.region)) < 0) {
+    if (why)
+      snprintf (why, whysz, "the region is not a region name");
+    goto out;
+  }
+  if (!c.endpoint && asprintf (&c.endpoint, "https://s3.%s.amazonaws.com", c.region) < 0) {
+    c.endpoint = NULL;
+    r = -ENOMEM;
+    goto out;
+  }
+  if ((r = vmdr_s3_config_check (&c)) < 0) {
+    if (why && r == -ENOKEY)
+      snprintf (why, whysz, "no S3 credentials: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws/credentials");
+    else if (why)
+      snprintf (why, whysz, "bad S3 settings (endpoint, region, keys or addressing style)");
+    goto out;
+  }
+  *cfg = c;
+  memset (&c, 0, sizeof c);             /* handed over */
+  r = 0;
+ out:
+  if (r < 0 && why && !why[0])
+    snprintf (why, whysz, "bad S3 settings: %s", strerror (-r));
+  wipe_text (&cred.text, cred.len);
+  wipe_text (&conf.text, conf.len);
+  return r;
+}
+
 int
 vmdr_s3_config_from_env (struct vmdr_s3_config *cfg)
 {
-  _cleanup_s3_config_ struct vmdr_s3_config c = { 0 };
-  int r;
-
-  if ((r = env_dup (&c.endpoint, S3_ENDPOINT_MAX, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")) < 0 ||
-      (r = env_dup (&c.region, REGION_MAX, "AWS_REGION", "AWS_DEFAULT_REGION")) < 0 ||
-      (r = env_dup (&c.access_key_id, KEY_ID_MAX, "AWS_ACCESS_KEY_ID", NULL)) < 0 ||
-      (r = env_dup (&c.secret_access_key, SECRET_MAX, "AWS_SECRET_ACCESS_KEY", NULL)) < 0 ||
-      (r = env_dup (&c.session_token, TOKEN_MAX, "AWS_SESSION_TOKEN", NULL)) < 0 ||
-      (r = env_addressing (c.endpoint != NULL, &c.addressing)) < 0)
-    return r;
-  if (!c.region && !(c.region = strdup ("us-east-1")))
-    return -ENOMEM;
-  /* checked before it goes into a URL */
-  if ((r = check_region (c.region)) < 0)
-    return r;
-  if (!c.endpoint && asprintf (&c.endpoint, "https://s3.%s.amazonaws.com", c.region) < 0) {
-    c.endpoint = NULL;
-    return -ENOMEM;
-  }
-  if ((r = vmdr_s3_config_check (&c)) < 0)
-    return r;
-  *cfg = c;
-  memset (&c, 0, sizeof c);             /* handed over */
-  return 0;
+  return vmdr_s3_config_load (cfg, NULL, 0);
 }
 
 static int
@@ -257,6 +524,11 @@ struct transfer {
   char *body;                   /* response body, NUL-terminated */
   size_t len, cap;
   size_t max_ok;                /* cap for a 2xx body */
+  char *sink;                   /* the caller's buffer for a 2xx body */
+  size_t sink_cap, sink_len;
+  uint64_t seen;                /* 2xx bytes that arrived */
+  uint64_t range_offset;        /* where the range starts, if one was asked */
+  bool ranged;
   bool too_big, nomem;
   struct vmdr_s3_response *resp;
 };
@@ -313,6 +585,33 @@ body_reserve (struct transfer *x, size_t need, size_t limit)
   return 0;
 }
 
+/* A 2xx body into the caller's sink.  A server that ignored the Range
+ * header answers 200 with the whole object: keep only the range's bytes. */
+static size_t
+sink_write (struct transfer *x, const char *data, size_t n, long http)
+{
+  uint64_t start = x->seen, end = x->seen + n;
+
+  x->seen = end;
+  if (x->ranged && http == 200) {
+    uint64_t lo = x->range_offset + x->sink_len;      /* the next byte we want */
+    uint64_t hi = x->range_offset + x->sink_cap;
+    if (end > lo && start < hi && lo >= start) {
+      size_t take = (size_t) ((end < hi ? end : hi) - lo);
+      memcpy (x->sink + x->sink_len, data + (lo - start), take);
+      x->sink_len += take;
+    }
+    return n;                           /* the rest is dropped */
+  }
+  if (n > x->sink_cap - x->sink_len) {
+    x->too_big = true;
+    return 0;
+  }
+  memcpy (x->sink + x->sink_len, data, n);
+  x->sink_len += n;
+  return n;
+}
+
 static size_t
 write_cb (char *data, size_t size, size_t nmemb, void *opaque)
 {
@@ -321,6 +620,8 @@ write_cb (char *data, size_t size, size_t nmemb, void *opaque)
   long http = 0;
 
   curl_easy_getinfo (x->curl, CURLINFO_RESPONSE_CODE, &http);
+  if (x->sink && http / 100 == 2)
+    return sink_write (x, data, n, http);
   limit = http / 100 == 2 ? x->max_ok : S3_ERROR_BODY_MAX;
   if (x->len > limit || n > limit - x->len) {
     x->too_big = true;
@@ -393,7 +694,7 @@ check_request (const struct vmdr_s3_request *req)
     return -EINVAL;
   has_body_method = is_method (m, "PUT") || is_method (m, "POST");
   if ((req->body_len > 0 && (!req->body || !has_body_method)) ||
-      req->max_body > VMDR_S3_BODY_HARD_MAX)
+      req->max_body > VMDR_S3_BODY_HARD_MAX || (req->sink_cap > 0 && !req->sink))
     return -EINVAL;
   if ((req->bucket && vmdr_s3_check_bucket (req->bucket) < 0) ||
       (req->key && (!req->bucket || !req->key[0] || strlen (req->key) > VMDR_S3_KEY_MAX)))
@@ -567,6 +868,7 @@ setup_curl (struct vmdr_s3 *s3, const char *url, struct curl_slist *headers,
   SETOPT (h, CURLOPT_WRITEDATA, x);
   SETOPT (h, CURLOPT_HEADERFUNCTION, header_cb);
   SETOPT (h, CURLOPT_HEADERDATA, x);
+  SETOPT (h, CURLOPT_FILETIME, 1L);     /* Last-Modified, parsed by curl */
   return 0;
 }
 
@@ -620,14 +922,16 @@ finish (struct vmdr_s3 *s3, struct transfer *x, CURLcode cc,
         struct vmdr_s3_response *resp)
 {
   long http = 0;
-  curl_off_t cl = -1;
+  curl_off_t cl = -1, mtime = -1;
 
   curl_easy_getinfo (s3->curl, CURLINFO_RESPONSE_CODE, &http);
   curl_easy_getinfo (s3->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+  curl_easy_getinfo (s3->curl, CURLINFO_FILETIME_T, &mtime);
   resp->status.http = http;
   resp->content_length = cl;
+  resp->last_modified = mtime;
   resp->body = STEAL_PTR (x->body);
-  resp->body_len = x->len;
+  resp->body_len = x->sink && http / 100 == 2 ? x->sink_len : x->len;
   if (cc == CURLE_WRITE_ERROR && x->nomem)
     return -ENOMEM;
   if (cc == CURLE_WRITE_ERROR && x->too_big && http / 100 == 2)
@@ -667,6 +971,7 @@ vmdr_s3_request (struct vmdr_s3 *s3, const struct vmdr_s3_request *req,
     return -EINVAL;
   vmdr_s3_response_clear (resp);
   resp->content_length = -1;
+  resp->last_modified = -1;
   if ((r = check_request (req)) < 0)
     return r;
   if (!(url = malloc (S3_URL_MAX)))
@@ -678,6 +983,10 @@ vmdr_s3_request (struct vmdr_s3 *s3, const struct vmdr_s3_request *req,
   x.up = req->body;
   x.up_len = req->body_len;
   x.max_ok = req->max_body ? req->max_body : VMDR_S3_BODY_DEFAULT_MAX;
+  x.sink = req->sink;
+  x.sink_cap = req->sink_cap;
+  x.ranged = req->range != NULL;
+  x.range_offset = req->range ? req->range->offset : 0;
   x.resp = resp;
   if ((r = setup_curl (s3, url, headers, &x)) < 0 ||
       (r = setup_method (s3->curl, req, &x)) < 0)
@@ -930,4 +1239,159 @@ vmdr_s3_status_describe (const struct vmdr_s3_status *st, char *out, size_t outs
     snprintf (out, outsz, "HTTP %ld%s%s%s%s", st->http,
               st->code[0] ? " " : "", st->code,
               st->message[0] ? ": " : "", st->message);
+}
+
+/* ---- multipart upload ----------------------------------------------------- */
+
+int
+vmdr_s3_create_multipart (struct vmdr_s3 *s3, const char *bucket, const char *key,
+                          char **upload_id, struct vmdr_s3_status *st)
+{
+  _cleanup_response_ struct vmdr_s3_response resp = { 0 };
+  const struct vmdr_s3_param params[] = { { "uploads", NULL } };
+  struct vmdr_s3_request req = {
+    .method = "POST", .bucket = bucket, .key = key, .params = params, .n_params = 1,
+  };
+  int r;
+
+  if (!bucket || !key || !upload_id)
+    return -EINVAL;
+  r = vmdr_s3_request (s3, &req, &resp);
+  if (r == 0)
+    r = s3_parse_upload_id (resp.body ? resp.body : "", resp.body_len, upload_id);
+  return report (r, &resp, st);
+}
+
+int
+vmdr_s3_upload_part (struct vmdr_s3 *s3, const char *bucket, const char *key,
+                     const char *upload_id, unsigned number, const void *data,
+                     size_t len, char *etag_out, struct vmdr_s3_status *st)
+{
+  _cleanup_response_ struct vmdr_s3_response resp = { 0 };
+  char num[16];
+  const struct vmdr_s3_param params[] = {
+    { "partNumber", num }, { "uploadId", upload_id },
+  };
+  struct vmdr_s3_request req = {
+    .method = "PUT", .bucket = bucket, .key = key, .params = params, .n_params = 2,
+    .body = data, .body_len = len,
+  };
+  int r;
+
+  if (!bucket || !key || !upload_id || !etag_out || number < 1 ||
+      number > VMDR_S3_PARTS_MAX)
+    return -EINVAL;
+  snprintf (num, sizeof num, "%u", number);
+  r = vmdr_s3_request (s3, &req, &resp);
+  if (r == 0 && !resp.etag[0])
+    r = -EBADMSG;
+  if (r == 0)
+    memcpy (etag_out, resp.etag, sizeof resp.etag);
+  return report (r, &resp, st);
+}
+
+/* An ETag from the server goes back inside XML: refuse what would need
+ * escaping rather than escape it. */
+static bool
+etag_plain (const char *e)
+{
+  return e[0] && strcspn (e, "<>&\"'") == strlen (e);
+}
+
+int
+vmdr_s3_complete_multipart (struct vmdr_s3 *s3, const char *bucket, const char *key,
+                            const char *upload_id, char (*etags)[128], size_t n,
+                            const char *const *headers, char *etag_out,
+                            struct vmdr_s3_status *st)
+{
+  _cleanup_response_ struct vmdr_s3_response resp = { 0 };
+  _cleanup_free_ char *body = NULL;
+  const struct vmdr_s3_param params[] = { { "uploadId", upload_id } };
+  struct vmdr_s3_request req = {
+    .method = "POST", .bucket = bucket, .key = key, .params = params, .n_params = 1,
+    .content_type = "application/xml", .headers = headers,
+  };
+  struct s3_buf b;
+  size_t cap;
+  char etag[128];
+  int r;
+
+  if (!bucket || !key || !upload_id || !etags || n < 1 || n > VMDR_S3_PARTS_MAX)
+    return -EINVAL;
+  cap = 128 + n * (128 + 64);
+  if (!(body = malloc (cap)))
+    return -ENOMEM;
+  s3_buf_init (&b, body, cap);
+  s3_buf_adds (&b, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+  for (size_t i = 0; i < n; i++) {
+    char part[128 + 64];
+    if (!etag_plain (etags[i]) || strnlen (etags[i], 128) == 128)
+      return -EINVAL;
+    snprintf (part, sizeof part, "<Part><PartNumber>%zu</PartNumber><ETag>\"%s\"</ETag></Part>",
+              i + 1, etags[i]);
+    s3_buf_adds (&b, part);
+  }
+  s3_buf_adds (&b, "</CompleteMultipartUpload>");
+  if (b.overflow)
+    return -ENOMEM;
+  req.body = body;
+  req.body_len = b.len;
+  r = vmdr_s3_request (s3, &req, &resp);
+  if (r == 0) {
+    r = s3_parse_complete (resp.body ? resp.body : "", resp.body_len, etag, &resp.status);
+    if (r == 1) {                       /* 200 and an <Error>: failed late */
+      const char *c = resp.status.code;
+      r = strcmp (c, "InternalError") == 0 || strcmp (c, "SlowDown") == 0 ||
+          strcmp (c, "ServiceUnavailable") == 0 ? -EAGAIN : -EIO;
+    }
+  }
+  if (r == 0 && etag_out)
+    memcpy (etag_out, etag, sizeof etag);
+  return report (r, &resp, st);
+}
+
+int
+vmdr_s3_abort_multipart (struct vmdr_s3 *s3, const char *bucket, const char *key,
+                         const char *upload_id, struct vmdr_s3_status *st)
+{
+  _cleanup_response_ struct vmdr_s3_response resp = { 0 };
+  const struct vmdr_s3_param params[] = { { "uploadId", upload_id } };
+  struct vmdr_s3_request req = {
+    .method = "DELETE", .bucket = bucket, .key = key, .params = params, .n_params = 1,
+  };
+
+  if (!bucket || !key || !upload_id)
+    return -EINVAL;
+  return report (vmdr_s3_request (s3, &req, &resp), &resp, st);
+}
+
+int
+vmdr_s3_list_multipart_uploads (struct vmdr_s3 *s3, const char *bucket,
+                                const char *prefix, const char *key_marker,
+                                const char *upload_id_marker,
+                                struct vmdr_s3_upload_page *page,
+                                struct vmdr_s3_status *st)
+{
+  _cleanup_response_ struct vmdr_s3_response resp = { 0 };
+  struct vmdr_s3_param params[4] = { { "uploads", NULL } };
+  struct vmdr_s3_request req = {
+    .method = "GET", .bucket = bucket, .params = params, .n_params = 1,
+    .max_body = VMDR_S3_LIST_BODY_MAX,
+  };
+  int r;
+
+  if (!bucket || !page || (prefix && strlen (prefix) > VMDR_S3_KEY_MAX) ||
+      (key_marker && strlen (key_marker) > VMDR_S3_KEY_MAX) ||
+      (upload_id_marker && strlen (upload_id_marker) > VMDR_S3_UPLOAD_ID_MAX))
+    return -EINVAL;
+  if (prefix && prefix[0])
+    params[req.n_params++] = (struct vmdr_s3_param) { "prefix", prefix };
+  if (key_marker)
+    params[req.n_params++] = (struct vmdr_s3_param) { "key-marker", key_marker };
+  if (upload_id_marker)
+    params[req.n_params++] = (struct vmdr_s3_param) { "upload-id-marker", upload_id_marker };
+  r = vmdr_s3_request (s3, &req, &resp);
+  if (r == 0)
+    r = s3_parse_uploads (resp.body ? resp.body : "", resp.body_len, page);
+  return report (r, &resp, st);
 }

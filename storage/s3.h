@@ -1,7 +1,7 @@
 /* A small S3 client over libcurl: AWS Signature V4 signing (by libcurl), one
  * reused connection, bounded responses.  It is the transport of the S3
- * repository backend; the backend adds retries, multipart and the object
- * layout on top.
+ * repository backend (backend-s3.c), which adds a pool of connections,
+ * retries, the choice of single or multipart puts and the object layout.
  *
  * Conventions of this API:
  *  - Every function returns 0 or a negative errno and never prints.
@@ -35,6 +35,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Limits from the S3 protocol, checked before anything is sent. */
 #define VMDR_S3_KEY_MAX         1024    /* bytes of UTF-8 in an object key */
@@ -74,20 +75,37 @@ struct vmdr_s3_config {
   long stall_timeout_s;
 };
 
-/* Fill *cfg from the AWS environment conventions:
- *   AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else https://s3.REGION.amazonaws.com
- *   AWS_REGION, else AWS_DEFAULT_REGION, else "us-east-1"
- *   AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (both required), AWS_SESSION_TOKEN
+/* Fill *cfg the way the AWS tools do, the environment first:
+ *   endpoint: AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else the profile's
+ *     endpoint_url in the config file, else https://s3.REGION.amazonaws.com
+ *   region: AWS_REGION, else AWS_DEFAULT_REGION, else the profile's region in
+ *     the config file, else "us-east-1"
+ *   credentials: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN)
+ *     when both are set; else aws_access_key_id, aws_secret_access_key and
+ *     aws_session_token of the profile in the shared credentials file, else in
+ *     the config file.  Never a mix of the two.
+ *   the profile: AWS_PROFILE, else "default"; the files:
+ *     AWS_SHARED_CREDENTIALS_FILE (~/.aws/credentials) and AWS_CONFIG_FILE
+ *     (~/.aws/config, where a profile's section is "[profile NAME]").  A
+ *     missing file is no error.
  *   VMDR_S3_ADDRESSING_STYLE = "path" | "virtual"; by default path style for a
  *     custom endpoint, virtual-host style for AWS itself.
- * Empty variables count as unset.  (~/.aws/credentials is not read yet.)
+ * Empty variables count as unset.
  *
- * Returns 0, or -ENOKEY when the access key or the secret is missing,
- * -EINVAL when a value is malformed (endpoint not http/https or with a path,
- * region not [a-z0-9-], a key with control characters, an unknown addressing
- * style, virtual-host style for an IP address), -ENAMETOOLONG when a value
- * exceeds its bound, -ENOMEM.  *cfg is untouched on failure. */
+ * Returns 0, or -ENOKEY when no access key and secret are found (or
+ * AWS_PROFILE names a profile neither file has), -EINVAL when a value is
+ * malformed (endpoint not http/https or with a path, region not [a-z0-9-], a
+ * key with control characters, an unknown addressing style, virtual-host
+ * style for an IP address), -ENAMETOOLONG when a value exceeds its bound,
+ * -EFBIG for a credentials or config file over 256 KiB, -EACCES and other
+ * errors of reading an existing file, -ENOMEM.  *cfg is untouched on
+ * failure. */
 int vmdr_s3_config_from_env (struct vmdr_s3_config *cfg);
+
+/* The same, and on failure a sentence for the user in WHY (WHYSZ bytes,
+ * always NUL-terminated; may be NULL): which variable or file is wrong,
+ * never a value from it. */
+int vmdr_s3_config_load (struct vmdr_s3_config *cfg, char *why, size_t whysz);
 
 /* Check a filled config the way vmdr_s3_open will: 0 or -EINVAL, -ENOKEY,
  * -ENAMETOOLONG as for vmdr_s3_config_from_env. */
@@ -149,6 +167,13 @@ struct vmdr_s3_request {
   /* Refuse (-EFBIG) a 2xx body larger than this; 0 means
    * VMDR_S3_BODY_DEFAULT_MAX.  Error bodies have their own small cap. */
   size_t max_body;
+  /* Where a 2xx body goes: NULL for a malloc'd resp->body; else the
+   * caller's buffer of sink_cap bytes (max_body is then ignored: a larger
+   * body is -EFBIG), resp->body stays NULL and resp->body_len says how much
+   * arrived.  With a range, a server that ignores it and sends the whole
+   * object (200) is handled: only the range lands in the sink. */
+  void *sink;
+  size_t sink_cap;
 };
 
 /* The answer to a request. */
@@ -156,6 +181,8 @@ struct vmdr_s3_response {
   struct vmdr_s3_status status;
   char etag[128];          /* ETag without the quotes; "" if none */
   int64_t content_length;  /* from the headers; -1 if not given */
+  int64_t last_modified;   /* Last-Modified, seconds since the epoch; -1 if
+                            * not given */
   char *body;              /* body_len bytes plus a NUL; NULL if empty */
   size_t body_len;
 };
@@ -210,6 +237,7 @@ int vmdr_s3_delete_object (struct vmdr_s3 *s3, const char *bucket, const char *k
 struct vmdr_s3_object {
   char *key;              /* decoded, NUL-terminated */
   uint64_t size;
+  time_t mtime;           /* LastModified; -1 when the listing has none */
 };
 
 /* One page of ListObjectsV2.  Owned by the caller; vmdr_s3_list_page_clear
@@ -244,6 +272,72 @@ int vmdr_s3_list_objects (struct vmdr_s3 *s3, const char *bucket,
                           const char *prefix, unsigned page_size,
                           vmdr_s3_list_fn fn, void *opaque, size_t *pages,
                           struct vmdr_s3_status *st);
+
+/* ---- Multipart upload --------------------------------------------------
+ * Initiate, upload parts (1..10000; each but the last at least 5 MiB),
+ * complete: nothing is visible before the complete succeeds; abort drops
+ * the parts.  An upload neither completed nor aborted stays invisible but
+ * holds its parts' space (vmdr_s3_list_multipart_uploads finds it). */
+
+#define VMDR_S3_PARTS_MAX     10000
+#define VMDR_S3_PART_MIN      (5u << 20)
+#define VMDR_S3_UPLOAD_ID_MAX 1024
+
+/* Start an upload of KEY: *upload_id (malloc'd, the caller's) names it.
+ * -EBADMSG when the answer holds no upload id. */
+int vmdr_s3_create_multipart (struct vmdr_s3 *s3, const char *bucket,
+                              const char *key, char **upload_id,
+                              struct vmdr_s3_status *st);
+
+/* Upload part NUMBER (1..VMDR_S3_PARTS_MAX); etag_out (128 bytes) gets its
+ * ETag, which complete needs.  -EBADMSG when the answer has none. */
+int vmdr_s3_upload_part (struct vmdr_s3 *s3, const char *bucket,
+                         const char *key, const char *upload_id,
+                         unsigned number, const void *data, size_t len,
+                         char *etag_out, struct vmdr_s3_status *st);
+
+/* Assemble parts 1..N (etags[i] is part i+1's) into the object.  HEADERS as
+ * in struct vmdr_s3_request (e.g. "If-None-Match: *"), NULL for none.
+ * etag_out (128 bytes, may be NULL) gets the object's ETag.  S3 may answer
+ * 200 with an <Error> body after a long wait: that is a failure here
+ * (-EAGAIN for InternalError, SlowDown and ServiceUnavailable, else -EIO),
+ * with the code in st.  -ENOENT (NoSuchUpload) once completed or aborted. */
+int vmdr_s3_complete_multipart (struct vmdr_s3 *s3, const char *bucket,
+                                const char *key, const char *upload_id,
+                                char (*etags)[128], size_t n,
+                                const char *const *headers, char *etag_out,
+                                struct vmdr_s3_status *st);
+
+/* Abort an upload and free its parts.  An unknown id is -ENOENT. */
+int vmdr_s3_abort_multipart (struct vmdr_s3 *s3, const char *bucket,
+                             const char *key, const char *upload_id,
+                             struct vmdr_s3_status *st);
+
+struct vmdr_s3_upload {
+  char *key;
+  char *upload_id;
+  time_t initiated;       /* -1 when the listing has none */
+};
+
+/* One page of ListMultipartUploads; vmdr_s3_upload_page_clear frees it. */
+struct vmdr_s3_upload_page {
+  struct vmdr_s3_upload *uploads;
+  size_t n_uploads;
+  bool truncated;
+  char *next_key_marker;        /* when truncated, else NULL */
+  char *next_upload_id_marker;  /* when truncated (may be NULL) */
+};
+
+void vmdr_s3_upload_page_clear (struct vmdr_s3_upload_page *page);
+
+/* Unfinished uploads under PREFIX (NULL: all), a page at a time: the
+ * markers are NULL first, then the previous page's next ones.  -EBADMSG if
+ * the answer is not a sound ListMultipartUploadsResult. */
+int vmdr_s3_list_multipart_uploads (struct vmdr_s3 *s3, const char *bucket,
+                                    const char *prefix, const char *key_marker,
+                                    const char *upload_id_marker,
+                                    struct vmdr_s3_upload_page *page,
+                                    struct vmdr_s3_status *st);
 
 /* ---- Building blocks, public because tests and tools need them ---------- */
 

@@ -34,7 +34,7 @@ tap_is "ls on a missing path" "$(errline vmdr-ls -r "$T/missing")" \
 mkdir -p "$T/newer"; echo '{"format":"vmdr-repository","version":7}' > "$T/newer/config"
 tap_ok "ls on a newer format says so" sh -c "vmdr-ls -r '$T/newer' 2>&1 | grep -q 'newer repository format'"
 tap_is "unknown scheme" "$(errline vmdr-verify -r "ftp://x")" \
-  "vmdr-verify: 'ftp://x': unknown repository type (use a path or file://PATH)"
+  "vmdr-verify: 'ftp://x': unknown repository type (use a path, file://PATH or s3://BUCKET[/PREFIX])"
 env -u VMDR_REPO vmdr-ls >/dev/null 2>"$T/err"; st=$?
 tap_is "no repository given: exit 2" "$st" 2
 

@@ -9,6 +9,13 @@
  *     head BUCKET KEY             print the object's size
  *     rm BUCKET KEY               delete an object
  *     ls BUCKET PREFIX PAGE_SIZE  print the keys, then "pages=N"
+ *     mpu-init BUCKET KEY         start a multipart upload, print its id
+ *     mpu-ls BUCKET PREFIX        print "KEY UPLOAD-ID" of unfinished uploads
+ *     sweep REPO SECONDS          the repository backend's sweep_temp, with a
+ *                                 cutoff SECONDS from now; print "removed=N"
+ *     bget REPO KEY FILE OFFSET LEN MAX
+ *                                 the backend's get into FILE; on failure
+ *                                 print the errno's name and exit 3
  *
  * Connection and credentials come from the environment only (AWS_*, see
  * vmdr_s3_config_from_env).  When the server refuses a request, stdout gets
@@ -26,6 +33,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <time.h>
+
+#include "backend.h"
 #include "cleanup.h"
 #include "s3.h"
 
@@ -36,7 +46,8 @@ static const char *prog = "s3-smoke";
 static void
 usage (FILE *f, int status)
 {
-  fprintf (f, "usage: %s [--max BYTES] mb|rb|put|get|head|rm|ls ARGS...\n", prog);
+  fprintf (f, "usage: %s [--max BYTES] mb|rb|put|get|head|rm|ls|mpu-init|mpu-ls|sweep ARGS...\n",
+           prog);
   exit (status);
 }
 
@@ -181,6 +192,81 @@ cmd_ls (struct vmdr_s3 *s3, char **a)
 }
 
 static int
+cmd_mpu_ls (struct vmdr_s3 *s3, char **a)
+{
+  _cleanup_free_ char *km = NULL, *im = NULL;
+  struct vmdr_s3_status st;
+  int r;
+
+  for (;;) {
+    struct vmdr_s3_upload_page pg = { 0 };
+    if ((r = vmdr_s3_list_multipart_uploads (s3, a[0], a[1], km, im, &pg, &st)) < 0)
+      fail ("mpu-ls", a[0], a[1], r, &st);
+    for (size_t i = 0; i < pg.n_uploads; i++)
+      printf ("%s %s\n", pg.uploads[i].key, pg.uploads[i].upload_id);
+    free (km);
+    free (im);
+    km = STEAL_PTR (pg.next_key_marker);
+    im = STEAL_PTR (pg.next_upload_id_marker);
+    bool more = pg.truncated;
+    vmdr_s3_upload_page_clear (&pg);
+    if (!more)
+      return 0;
+  }
+}
+
+/* Not the client: the backend's sweep, through the repository address. */
+static int
+cmd_sweep (const char *address, const char *seconds)
+{
+  struct vmdr_backend *b;
+  uint64_t removed = 0;
+  int r;
+
+  if ((r = vmdr_backend_open (address, &b)) < 0) {
+    fprintf (stderr, "%s: cannot open '%s': %s\n", prog, address,
+             vmdr_backend_error () ? vmdr_backend_error () : strerror (-r));
+    return 1;
+  }
+  r = b->ops->sweep_temp ? b->ops->sweep_temp (b, time (NULL) + (time_t) parse_u64 (seconds),
+                                               &removed) : 0;
+  vmdr_backend_close (b);
+  if (r < 0) {
+    fprintf (stderr, "%s: sweep: %s\n", prog, strerror (-r));
+    return 1;
+  }
+  printf ("removed=%" PRIu64 "\n", removed);
+  return 0;
+}
+
+/* The backend's get, for its edge cases (ranges, empty answers, caps). */
+static int
+cmd_bget (char **a)
+{
+  _cleanup_free_ void *data = NULL;
+  struct vmdr_backend *b;
+  size_t len = 0;
+  int r;
+
+  if ((r = vmdr_backend_open (a[0], &b)) < 0) {
+    fprintf (stderr, "%s: cannot open '%s': %s\n", prog, a[0],
+             vmdr_backend_error () ? vmdr_backend_error () : strerror (-r));
+    return 1;
+  }
+  r = b->ops->get (b, a[1], parse_u64 (a[3]), parse_u64 (a[4]), parse_u64 (a[5]), &data, &len);
+  vmdr_backend_close (b);
+  if (r < 0) {
+    printf ("%s\n", strerrorname_np (-r) ? strerrorname_np (-r) : "?");
+    return 3;
+  }
+  if ((r = write_file (a[2], data, len)) < 0) {
+    fprintf (stderr, "%s: cannot write '%s': %s\n", prog, a[2], strerror (-r));
+    return 1;
+  }
+  return 0;
+}
+
+static int
 run (struct vmdr_s3 *s3, const char *cmd, char **a, int n, size_t max)
 {
   struct vmdr_s3_status st;
@@ -222,6 +308,18 @@ run (struct vmdr_s3 *s3, const char *cmd, char **a, int n, size_t max)
     NEED (3);
     return cmd_ls (s3, a);
   }
+  else if (strcmp (cmd, "mpu-init") == 0) {
+    char *id = NULL;
+    NEED (2);
+    if ((r = vmdr_s3_create_multipart (s3, a[0], a[1], &id, &st)) < 0)
+      fail ("mpu-init", a[0], a[1], r, &st);
+    printf ("%s\n", id);
+    free (id);
+  }
+  else if (strcmp (cmd, "mpu-ls") == 0) {
+    NEED (2);
+    return cmd_mpu_ls (s3, a);
+  }
   else
     usage (stderr, 2);
   return 0;
@@ -248,6 +346,16 @@ main (int argc, char **argv)
   }
   if (optind >= argc)
     usage (stderr, 2);
+  if (strcmp (argv[optind], "sweep") == 0) {
+    if (argc - optind != 3)
+      usage (stderr, 2);
+    return cmd_sweep (argv[optind + 1], argv[optind + 2]);
+  }
+  if (strcmp (argv[optind], "bget") == 0) {
+    if (argc - optind != 7)
+      usage (stderr, 2);
+    return cmd_bget (argv + optind + 1);
+  }
   if ((r = vmdr_s3_config_from_env (&cfg)) < 0) {
     fprintf (stderr, "%s: bad S3 settings in the environment: %s\n", prog, strerror (-r));
     return 1;

@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <criterion/criterion.h>
 
+#include "backend.h"
 #include "s3.h"
 #include "s3-internal.h"
 
@@ -242,6 +244,8 @@ Test (xml_list, parses_keys_sizes_and_token)
   cr_assert_eq (pg.objects[0].size, 1000);
   cr_assert_str_eq (pg.objects[1].key, "p/\xc3\xa9\xe2\x82\xac b");
   cr_assert_eq (pg.objects[1].size, UINT64_MAX);
+  cr_assert_eq (pg.objects[0].mtime, 1704067200, "LastModified is parsed");
+  cr_assert_eq (pg.objects[1].mtime, -1, "no LastModified: -1");
   cr_assert (pg.truncated);
   cr_assert_str_eq (pg.next_token, "tok&en/1");
   vmdr_s3_list_page_clear (&pg);
@@ -522,10 +526,13 @@ clean_env (void)
   static const char *const vars[] = {
     "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION",
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "VMDR_S3_ADDRESSING_STYLE", NULL,
+    "VMDR_S3_ADDRESSING_STYLE", "AWS_PROFILE", NULL,
   };
   for (int i = 0; vars[i]; i++)
     unsetenv (vars[i]);
+  /* never the real ~/.aws of whoever runs the tests */
+  setenv ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials", 1);
+  setenv ("AWS_CONFIG_FILE", "/nonexistent/config", 1);
   setenv ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
   setenv ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", 1);
 }
@@ -738,4 +745,507 @@ Test (config, transport_errors_have_no_status)
   cr_assert_eq (data, (void *) &st, "outputs untouched on failure");
   cr_assert_eq (len, 7);
   vmdr_s3_close (s3);
+}
+
+/* ---- times, multipart answers ------------------------------------------- */
+
+Test (xml, iso8601)
+{
+  static const struct { const char *s; time_t t; } good[] = {
+    { "2024-01-01T00:00:00.000Z", 1704067200 },
+    { "2024-01-01T00:00:00Z", 1704067200 },
+    { " 2026-11-28T00:59:06.239Z ", 1795827546 },
+    { "1970-01-01T00:00:01.123456789Z", 1 },
+  };
+  static const char *const bad[] = {
+    "", "2024-01-01", "2024-01-01T00:00:00", "2024-01-01T00:00:00+01:00",
+    "2024-13-01T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T00:00:00.Z",
+    "2024-01-01T00:00:00.0000000000Z", "1969-12-31T23:59:59Z", "2024-01-01 00:00:00Z",
+    "2024-01-01T00:00:00Zjunk",
+  };
+  time_t t;
+
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    cr_assert_eq (s3_parse_iso8601 (good[i].s, strlen (good[i].s), &t), 0, "%s", good[i].s);
+    cr_assert_eq (t, good[i].t, "%s", good[i].s);
+  }
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    t = 42;
+    cr_assert_eq (s3_parse_iso8601 (bad[i], strlen (bad[i]), &t), -EBADMSG, "%s", bad[i]);
+    cr_assert_eq (t, 42);
+  }
+}
+
+Test (xml_list, bad_last_modified_is_refused)
+{
+  struct vmdr_s3_list_page pg = { 0 };
+
+  cr_assert_eq (parse_list ("<ListBucketResult><IsTruncated>false</IsTruncated>"
+                            "<Contents><Key>k</Key><Size>1</Size>"
+                            "<LastModified>yesterday</LastModified></Contents></ListBucketResult>",
+                            &pg), -EBADMSG);
+}
+
+Test (xml_multipart, upload_id)
+{
+  const char *doc = "<?xml version=\"1.0\"?><InitiateMultipartUploadResult xmlns=\"x\">"
+                    "<Bucket>b</Bucket><Key>k</Key><UploadId>2~a&amp;b</UploadId>"
+                    "</InitiateMultipartUploadResult>";
+  char *id = NULL;
+
+  cr_assert_eq (s3_parse_upload_id (doc, strlen (doc), &id), 0);
+  cr_assert_str_eq (id, "2~a&b");
+  free (id);
+  id = NULL;
+  doc = "<InitiateMultipartUploadResult><Key>k</Key></InitiateMultipartUploadResult>";
+  cr_assert_eq (s3_parse_upload_id (doc, strlen (doc), &id), -EBADMSG, "no id");
+  doc = "<InitiateMultipartUploadResult><UploadId></UploadId></InitiateMultipartUploadResult>";
+  cr_assert_eq (s3_parse_upload_id (doc, strlen (doc), &id), -EBADMSG, "empty id");
+  doc = "<Error><Code>AccessDenied</Code></Error>";
+  cr_assert_eq (s3_parse_upload_id (doc, strlen (doc), &id), -EBADMSG, "an error");
+  doc = "<InitiateMultipartUploadResult><UploadId>a</UploadId><UploadId>b</UploadId>"
+        "</InitiateMultipartUploadResult>";
+  cr_assert_eq (s3_parse_upload_id (doc, strlen (doc), &id), -EBADMSG, "two ids");
+  doc = "<InitiateMultipartUploadResult><UploadId>a</UploadId>";
+  cr_assert_eq (s3_parse_upload_id (doc, strlen (doc), &id), -EBADMSG, "truncated");
+  cr_assert_null (id);
+}
+
+Test (xml_multipart, complete_or_late_error)
+{
+  const char *ok = "<CompleteMultipartUploadResult><Location>l</Location><Bucket>b</Bucket>"
+                   "<Key>k</Key><ETag>&quot;3858f62230ac3c915f300c664312c11f-9&quot;</ETag>"
+                   "</CompleteMultipartUploadResult>";
+  const char *err = "<Error><Code>InternalError</Code><Message>We encountered an internal "
+                    "error. Please try again.</Message></Error>";
+  struct vmdr_s3_status st = { .http = 200 };
+  char etag[128];
+
+  cr_assert_eq (s3_parse_complete (ok, strlen (ok), etag, &st), 0);
+  cr_assert_str_eq (etag, "3858f62230ac3c915f300c664312c11f-9");
+  cr_assert_eq (s3_parse_complete (err, strlen (err), etag, &st), 1, "200 with an <Error>");
+  cr_assert_str_eq (st.code, "InternalError");
+  cr_assert_eq (s3_parse_complete ("<Other/>", 8, etag, &st), -EBADMSG);
+  cr_assert_eq (s3_parse_complete ("", 0, etag, &st), -EBADMSG, "an empty 200");
+}
+
+Test (xml_multipart, uploads)
+{
+  const char *doc =
+    "<ListMultipartUploadsResult><Bucket>b</Bucket><KeyMarker></KeyMarker>"
+    "<NextKeyMarker>p/k2</NextKeyMarker><NextUploadIdMarker>id2</NextUploadIdMarker>"
+    "<IsTruncated>true</IsTruncated>"
+    "<Upload><Key>p/k1</Key><UploadId>id1</UploadId><Initiator><ID>x</ID></Initiator>"
+    "<Initiated>2024-01-01T00:00:00.000Z</Initiated></Upload>"
+    "<Upload><Key>p/k2</Key><UploadId>id2</UploadId></Upload>"
+    "</ListMultipartUploadsResult>";
+  struct vmdr_s3_upload_page pg = { 0 };
+
+  cr_assert_eq (s3_parse_uploads (doc, strlen (doc), &pg), 0);
+  cr_assert_eq (pg.n_uploads, 2);
+  cr_assert_str_eq (pg.uploads[0].key, "p/k1");
+  cr_assert_str_eq (pg.uploads[0].upload_id, "id1");
+  cr_assert_eq (pg.uploads[0].initiated, 1704067200);
+  cr_assert_eq (pg.uploads[1].initiated, -1);
+  cr_assert (pg.truncated);
+  cr_assert_str_eq (pg.next_key_marker, "p/k2");
+  cr_assert_str_eq (pg.next_upload_id_marker, "id2");
+  vmdr_s3_upload_page_clear (&pg);
+  vmdr_s3_upload_page_clear (&pg);
+
+  doc = "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>"
+        "</ListMultipartUploadsResult>";
+  cr_assert_eq (s3_parse_uploads (doc, strlen (doc), &pg), 0);
+  cr_assert_eq (pg.n_uploads, 0);
+  cr_assert_null (pg.next_key_marker);
+  vmdr_s3_upload_page_clear (&pg);
+
+  static const char *const bad[] = {
+    "<ListMultipartUploadsResult><IsTruncated>true</IsTruncated></ListMultipartUploadsResult>",
+    "<ListMultipartUploadsResult></ListMultipartUploadsResult>",
+    "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>"
+    "<Upload><Key>k</Key></Upload></ListMultipartUploadsResult>",
+    "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>"
+    "<Upload><UploadId>i</UploadId></Upload></ListMultipartUploadsResult>",
+    "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>",
+    "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated><Upload><Key>k</Key>",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    pg.n_uploads = 42;
+    cr_assert_eq (s3_parse_uploads (bad[i], strlen (bad[i]), &pg), -EBADMSG, "%s", bad[i]);
+    cr_assert_eq (pg.n_uploads, 42, "untouched on failure");
+  }
+}
+
+/* ---- the AWS shared files ------------------------------------------------- */
+
+static const char ini_doc[] =
+  "# a comment\n"
+  "[default]\n"
+  "aws_access_key_id = AKIDDEFAULT\n"
+  "aws_secret_access_key=secret/default+=\n"
+  "\n"
+  "[ vmdr ]\r\n"
+  "; another comment\r\n"
+  "  aws_access_key_id = INDENTED_IS_A_SUBSECTION\r\n"
+  "aws_access_key_id = AKIDVMDR\r\n"
+  "aws_secret_access_key = secret vmdr\r\n"
+  "aws_access_key_id = SECOND_IS_IGNORED\r\n"
+  "not a setting\n"
+  "[profile other]\n"
+  "region = eu-west-3\n"
+  "s3 =\n"
+  "  endpoint_url = http://nested:1\n"
+  "endpoint_url = http://top:2\n"
+  "[broken\n"
+  "region = nowhere\n";
+
+Test (ini, lookups)
+{
+  char out[64];
+  size_t n = strlen (ini_doc);
+
+  cr_assert_eq (s3_ini_get (ini_doc, n, "default", "aws_access_key_id", out, sizeof out), 1);
+  cr_assert_str_eq (out, "AKIDDEFAULT");
+  cr_assert_eq (s3_ini_get (ini_doc, n, "default", "aws_secret_access_key", out, sizeof out), 1);
+  cr_assert_str_eq (out, "secret/default+=", "'=' inside a value is kept");
+  cr_assert_eq (s3_ini_get (ini_doc, n, "vmdr", "aws_access_key_id", out, sizeof out), 1);
+  cr_assert_str_eq (out, "AKIDVMDR", "indented lines and later duplicates are skipped");
+  cr_assert_eq (s3_ini_get (ini_doc, n, "vmdr", "aws_secret_access_key", out, sizeof out), 1);
+  cr_assert_str_eq (out, "secret vmdr", "CR and blanks trimmed, inner blanks kept");
+  cr_assert_eq (s3_ini_get (ini_doc, n, "profile other", "endpoint_url", out, sizeof out), 1);
+  cr_assert_str_eq (out, "http://top:2", "not the s3 sub-section's");
+  cr_assert_eq (s3_ini_get (ini_doc, n, "vmdr", "region", out, sizeof out), 0);
+  cr_assert_eq (s3_ini_get (ini_doc, n, "nosuch", "region", out, sizeof out), 0);
+  cr_assert_eq (s3_ini_get (ini_doc, n, "broken", "region", out, sizeof out), 0);
+  cr_assert_eq (s3_ini_get (ini_doc, n, "profile other", NULL, NULL, 0), 1);
+  cr_assert_eq (s3_ini_get (ini_doc, n, "other", NULL, NULL, 0), 0);
+  cr_assert_eq (s3_ini_get (ini_doc, n, "default", "aws_access_key_id", out, 5), -ENAMETOOLONG);
+  cr_assert_eq (s3_ini_get ("", 0, "default", "x", out, sizeof out), 0);
+  /* a length that cuts the text: nothing beyond it is read */
+  cr_assert_eq (s3_ini_get (ini_doc, 30, "default", "aws_access_key_id", out, sizeof out), 0);
+}
+
+static char ini_dir[64];
+
+static const char *
+write_tmp (const char *name, const char *text)
+{
+  static char path[128];
+  FILE *f;
+
+  if (!ini_dir[0]) {
+    snprintf (ini_dir, sizeof ini_dir, "/tmp/vmdr-s3-unit.XXXXXX");
+    cr_assert_not_null (mkdtemp (ini_dir));
+  }
+  snprintf (path, sizeof path, "%s/%s", ini_dir, name);
+  cr_assert_not_null (f = fopen (path, "w"));
+  fputs (text, f);
+  fclose (f);
+  return path;
+}
+
+static void
+rm_tmp (void)
+{
+  char cmd[128];
+
+  if (ini_dir[0]) {
+    snprintf (cmd, sizeof cmd, "rm -rf '%s'", ini_dir);
+    cr_assert_eq (system (cmd), 0);
+  }
+}
+
+TestSuite (profiles, .init = clean_env, .fini = rm_tmp);
+
+Test (profiles, credentials_file_when_the_environment_has_none)
+{
+  struct vmdr_s3_config cfg = { 0 };
+
+  unsetenv ("AWS_ACCESS_KEY_ID");
+  unsetenv ("AWS_SECRET_ACCESS_KEY");
+  setenv ("AWS_SHARED_CREDENTIALS_FILE", write_tmp ("credentials", ini_doc), 1);
+  cr_assert_eq (vmdr_s3_config_from_env (&cfg), 0);
+  cr_assert_str_eq (cfg.access_key_id, "AKIDDEFAULT");
+  cr_assert_str_eq (cfg.secret_access_key, "secret/default+=");
+  cr_assert_null (cfg.session_token);
+  vmdr_s3_config_clear (&cfg);
+
+  setenv ("AWS_PROFILE", "vmdr", 1);
+  cr_assert_eq (vmdr_s3_config_from_env (&cfg), -EINVAL, "a secret with a space is refused");
+}
+
+Test (profiles, the_environment_wins)
+{
+  struct vmdr_s3_config cfg = { 0 };
+
+  setenv ("AWS_SHARED_CREDENTIALS_FILE",
+          write_tmp ("credentials", "[p]\naws_access_key_id = FILEKEY\n"
+                     "aws_secret_access_key = FILESECRET\naws_session_token = FILETOKEN\n"), 1);
+  setenv ("AWS_PROFILE", "p", 1);
+  cr_assert_eq (vmdr_s3_config_from_env (&cfg), 0);
+  cr_assert_str_eq (cfg.access_key_id, "AKIDEXAMPLE");
+  cr_assert_null (cfg.session_token, "no token from the file beside keys from the environment");
+  vmdr_s3_config_clear (&cfg);
+
+  unsetenv ("AWS_SECRET_ACCESS_KEY");           /* half a pair in the environment */
+  cr_assert_eq (vmdr_s3_config_from_env (&cfg), 0);
+  cr_assert_str_eq (cfg.access_key_id, "FILEKEY");
+  cr_assert_str_eq (cfg.secret_access_key, "FILESECRET");
+  cr_assert_str_eq (cfg.session_token, "FILETOKEN");
+  vmdr_s3_config_clear (&cfg);
+}
+
+Test (profiles, config_file_region_and_endpoint)
+{
+  struct vmdr_s3_config cfg = { 0 };
+
+  unsetenv ("AWS_ACCESS_KEY_ID");
+  unsetenv ("AWS_SECRET_ACCESS_KEY");
+  setenv ("AWS_PROFILE", "site2", 1);
+  setenv ("AWS_SHARED_CREDENTIALS_FILE",
+          write_tmp ("credentials", "[site2]\naws_access_key_id = K2\naws_secret_access_key = S2\n"), 1);
+  setenv ("AWS_CONFIG_FILE",
+          write_tmp ("config", "[default]\nregion = us-west-1\n"
+                     "[profile site2]\nregion = eu-central-1\nendpoint_url = http://10.0.0.1:7480\n"), 1);
+  cr_assert_eq (vmdr_s3_config_from_env (&cfg), 0);
+  cr_assert_str_eq (cfg.region, "eu-central-1");
+  cr_assert_str_eq (cfg.endpoint, "http://10.0.0.1:7480");
+  cr_assert_eq (cfg.addressing, VMDR_S3_PATH_STYLE);
+  cr_assert_str_eq (cfg.access_key_id, "K2");
+  vmdr_s3_config_clear (&cfg);
+
+  setenv ("AWS_REGION", "ap-south-1", 1);
+  setenv ("AWS_ENDPOINT_URL", "http://env:1", 1);
+  cr_assert_eq (vmdr_s3_config_from_env (&cfg), 0);
+  cr_assert_str_eq (cfg.region, "ap-south-1", "the environment wins");
+  cr_assert_str_eq (cfg.endpoint, "http://env:1");
+  vmdr_s3_config_clear (&cfg);
+}
+
+Test (profiles, credentials_from_the_config_file)
+{
+  struct vmdr_s3_config cfg = { 0 };
+
+  unsetenv ("AWS_ACCESS_KEY_ID");
+  unsetenv ("AWS_SECRET_ACCESS_KEY");
+  /* a key without its secret in the credentials file is not half-used */
+  setenv ("AWS_SHARED_CREDENTIALS_FILE", write_tmp ("credentials", "[default]\naws_access_key_id = HALF\n"), 1);
+  setenv ("AWS_CONFIG_FILE",
+          write_tmp ("config", "[default]\naws_access_key_id = CK\naws_secret_access_key = CS\n"), 1);
+  cr_assert_eq (vmdr_s3_config_from_env (&cfg), 0);
+  cr_assert_str_eq (cfg.access_key_id, "CK");
+  cr_assert_str_eq (cfg.secret_access_key, "CS");
+  vmdr_s3_config_clear (&cfg);
+}
+
+Test (profiles, missing_profile_or_keys)
+{
+  struct vmdr_s3_config cfg = { .region = (char *) "sentinel" };
+  char why[256];
+
+  unsetenv ("AWS_ACCESS_KEY_ID");
+  unsetenv ("AWS_SECRET_ACCESS_KEY");
+  setenv ("AWS_SHARED_CREDENTIALS_FILE", write_tmp ("credentials", "[default]\n"
+          "aws_access_key_id = K\naws_secret_access_key = TOPSECRET\n"), 1);
+  setenv ("AWS_PROFILE", "nosuch", 1);
+  cr_assert_eq (vmdr_s3_config_load (&cfg, why, sizeof why), -ENOKEY);
+  cr_assert_str_eq (why, "no profile 'nosuch' in the AWS credentials or config file");
+  cr_assert_str_eq (cfg.region, "sentinel");
+  unsetenv ("AWS_PROFILE");
+  setenv ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials", 1);
+  cr_assert_eq (vmdr_s3_config_load (&cfg, why, sizeof why), -ENOKEY);
+  cr_assert_not_null (strstr (why, "no S3 credentials"), "%s", why);
+  setenv ("AWS_PROFILE", "bad profile", 1);
+  cr_assert_eq (vmdr_s3_config_load (&cfg, why, sizeof why), -EINVAL);
+}
+
+Test (profiles, unreadable_or_huge_files)
+{
+  struct vmdr_s3_config cfg = { 0 };
+  char why[512], big[S3_INI_FILE_MAX + 2];
+
+  unsetenv ("AWS_ACCESS_KEY_ID");
+  memset (big, '#', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  setenv ("AWS_SHARED_CREDENTIALS_FILE", write_tmp ("huge", big), 1);
+  cr_assert_eq (vmdr_s3_config_load (&cfg, why, sizeof why), -EFBIG);
+  cr_assert_not_null (strstr (why, "huge"), "the file is named: %s", why);
+  setenv ("AWS_SHARED_CREDENTIALS_FILE", "/", 1);
+  cr_assert_eq (vmdr_s3_config_load (&cfg, why, sizeof why), -EISDIR);
+  /* the secret of a file that could not be used is not in the message */
+  setenv ("AWS_SHARED_CREDENTIALS_FILE",
+          write_tmp ("long", "[default]\naws_access_key_id = K\naws_secret_access_key = "
+                     "TOPSECRETTOPSECRETTOPSECRETTOPSECRETTOPSECRETTOPSECRETTOPSECRETTOPSECRET"
+                     "TOPSECRETTOPSECRETTOPSECRETTOPSECRETTOPSECRETTOPSECRETTOPSECRETTOPSECRET\n"), 1);
+  cr_assert_eq (vmdr_s3_config_load (&cfg, why, sizeof why), -ENAMETOOLONG);
+  cr_assert_null (strstr (why, "TOPSECRET"), "%s", why);
+}
+
+/* ---- the backend's pure parts --------------------------------------------- */
+
+Test (location, good)
+{
+  static const struct { const char *loc, *bucket, *prefix; } good[] = {
+    { "bkt", "bkt", "" },
+    { "bkt/", "bkt", "" },
+    { "bkt/p", "bkt", "p/" },
+    { "bkt/p/", "bkt", "p/" },
+    { "my.bucket-1/site-a/vmdr_2", "my.bucket-1", "site-a/vmdr_2/" },
+  };
+  char bucket[VMDR_S3_BUCKET_MAX + 1], prefix[S3_PREFIX_MAX + 2];
+
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    cr_assert_eq (s3_location_parse (good[i].loc, bucket, prefix), 0, "%s", good[i].loc);
+    cr_assert_str_eq (bucket, good[i].bucket);
+    cr_assert_str_eq (prefix, good[i].prefix);
+  }
+}
+
+Test (location, bad)
+{
+  char long_prefix[S3_PREFIX_MAX + 8];
+  const char *bad[] = {
+    "", "/p", "Bad_Bucket/p", "ab/p", "bkt//p", "bkt/p//", "bkt/../p", "bkt/./p",
+    "bkt/p/..", "bkt/p?x=1", "bkt/p q", "bkt/p\n", "192.168.1.1/p", long_prefix,
+    "a-bucket-name-that-is-much-too-long-for-s3-rules-0123456789abcdef/p",
+  };
+  char bucket[VMDR_S3_BUCKET_MAX + 1] = "x", prefix[S3_PREFIX_MAX + 2] = "y";
+
+  memcpy (long_prefix, "bkt/", 4);
+  memset (long_prefix + 4, 'p', S3_PREFIX_MAX + 1);
+  long_prefix[S3_PREFIX_MAX + 5] = '\0';
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_eq (s3_location_parse (bad[i], bucket, prefix), -EINVAL, "%s", bad[i]);
+    cr_assert_str_eq (bucket, "x");
+    cr_assert_str_eq (prefix, "y");
+  }
+}
+
+TestSuite (retry, .init = clean_env);
+
+Test (retry, defaults_and_environment)
+{
+  struct s3_retry r = { 0 };
+  const char *name = NULL;
+
+  unsetenv ("VMDR_S3_RETRY_MAX");
+  unsetenv ("VMDR_S3_RETRY_SECONDS");
+  cr_assert_eq (s3_retry_from_env (&r, &name), 0);
+  cr_assert_eq (r.attempts, S3_RETRY_ATTEMPTS_DEFAULT);
+  cr_assert_float_eq (r.seconds, S3_RETRY_SECONDS_DEFAULT, 1e-9);
+  cr_assert_float_eq (r.refused_seconds, S3_RETRY_REFUSED_DEFAULT, 1e-9);
+  setenv ("VMDR_S3_RETRY_MAX", "3", 1);
+  setenv ("VMDR_S3_RETRY_SECONDS", "0.5", 1);
+  cr_assert_eq (s3_retry_from_env (&r, &name), 0);
+  cr_assert_eq (r.attempts, 3);
+  cr_assert_float_eq (r.seconds, 0.5, 1e-9);
+  cr_assert_float_eq (r.refused_seconds, 0.5, 1e-9, "refused never outlasts the total");
+
+  static const struct { const char *var, *value; } bad[] = {
+    { "VMDR_S3_RETRY_MAX", "0" }, { "VMDR_S3_RETRY_MAX", "101" },
+    { "VMDR_S3_RETRY_MAX", "-1" }, { "VMDR_S3_RETRY_MAX", "3x" },
+    { "VMDR_S3_RETRY_SECONDS", "-1" }, { "VMDR_S3_RETRY_SECONDS", "nan" },
+    { "VMDR_S3_RETRY_SECONDS", "1e9" }, { "VMDR_S3_RETRY_SECONDS", "5s" },
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    struct s3_retry before = r;
+    unsetenv ("VMDR_S3_RETRY_MAX");
+    unsetenv ("VMDR_S3_RETRY_SECONDS");
+    setenv (bad[i].var, bad[i].value, 1);
+    cr_assert_eq (s3_retry_from_env (&r, &name), -EINVAL, "%s=%s", bad[i].var, bad[i].value);
+    cr_assert_str_eq (name, bad[i].var);
+    cr_assert_eq (memcmp (&before, &r, sizeof r), 0, "untouched on failure");
+  }
+}
+
+Test (retry, backoff_is_bounded_full_jitter)
+{
+  struct s3_retry r = { .attempts = 10, .seconds = 60, .base_ms = 100, .cap_ms = 20000 };
+
+  /* the ceiling doubles from base, up to cap; draws fall in [0, ceiling] */
+  for (unsigned n = 0; n < 40; n++) {
+    unsigned ceiling = n >= 8 ? 20000 : 100u << n;
+    cr_assert_eq (s3_backoff_ms (&r, n, 0), 0, "full jitter reaches 0");
+    cr_assert_eq (s3_backoff_ms (&r, n, ceiling), ceiling, "and the ceiling (n=%u)", n);
+    cr_assert_eq (s3_backoff_ms (&r, n, UINT64_MAX), UINT64_MAX % (ceiling + 1));
+    for (uint64_t x = 1; x < 1000000; x = x * 7 + 3)
+      cr_assert_leq (s3_backoff_ms (&r, n, x * 2654435761u), ceiling);
+  }
+  /* the sum of the worst sleeps of every default retry fits the budget */
+  unsigned long worst = 0;
+  for (unsigned n = 0; n + 1 < S3_RETRY_ATTEMPTS_DEFAULT; n++)
+    worst += s3_backoff_ms (&r, n, 20000);
+  cr_assert_leq (worst, (unsigned long) (S3_RETRY_SECONDS_DEFAULT * 1000));
+}
+
+Test (retry, what_is_retried)
+{
+  struct vmdr_s3_status st = { 0 };
+
+  cr_assert (s3_retryable (-EAGAIN, &(struct vmdr_s3_status) { .http = 503, .code = "SlowDown" }));
+  cr_assert (s3_retryable (-EAGAIN, &(struct vmdr_s3_status) { .http = 429 }));
+  cr_assert (s3_retryable (-EIO, &(struct vmdr_s3_status) { .http = 500, .code = "InternalError" }));
+  cr_assert (s3_retryable (-EIO, &(struct vmdr_s3_status) { .http = 502 }));
+  cr_assert (s3_retryable (-EIO, &(struct vmdr_s3_status) { .http = 408 }));
+  cr_assert (s3_retryable (-EIO, &(struct vmdr_s3_status) { .http = 409, .code = "ConditionalRequestConflict" }));
+  cr_assert (s3_retryable (-ETIMEDOUT, &st));
+  cr_assert (s3_retryable (-ECONNRESET, &st));
+  cr_assert (s3_retryable (-ECONNREFUSED, &st));
+  cr_assert (s3_retry_refused (-ECONNREFUSED));
+  cr_assert (s3_retry_refused (-EHOSTUNREACH));
+  cr_assert_not (s3_retry_refused (-ECONNRESET));
+  cr_assert_not (s3_retryable (-EACCES, &(struct vmdr_s3_status) { .http = 403 }));
+  cr_assert_not (s3_retryable (-ENOENT, &(struct vmdr_s3_status) { .http = 404 }));
+  cr_assert_not (s3_retryable (-EIO, &(struct vmdr_s3_status) { .http = 400 }));
+  cr_assert_not (s3_retryable (-EIO, &(struct vmdr_s3_status) { .http = 412 }));
+  cr_assert_not (s3_retryable (-EIO, &(struct vmdr_s3_status) { .http = 501, .code = "NotImplemented" }));
+  cr_assert_not (s3_retryable (-EIO, &(struct vmdr_s3_status) { .http = 409, .code = "BucketNotEmpty" }));
+  cr_assert_not (s3_retryable (-ERANGE, &(struct vmdr_s3_status) { .http = 416 }));
+  cr_assert_not (s3_retryable (-EPROTO, &st), "a TLS failure does not pass");
+  cr_assert_not (s3_retryable (-EFBIG, &st));
+  cr_assert_not (s3_retryable (-EINVAL, &st));
+}
+
+/* ---- the backend without a server ---------------------------------------- */
+
+Test (retry, an_unreachable_endpoint_fails_within_the_bound)
+{
+  struct vmdr_backend *b = (struct vmdr_backend *) &b;
+  struct timespec t0, t1;
+
+  setenv ("AWS_ENDPOINT_URL", "http://127.0.0.1:1", 1);
+  setenv ("VMDR_S3_RETRY_MAX", "4", 1);
+  setenv ("VMDR_S3_RETRY_SECONDS", "1", 1);
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  cr_assert_eq (vmdr_backend_open ("s3://bkt/p", &b), -ECONNREFUSED);
+  clock_gettime (CLOCK_MONOTONIC, &t1);
+  cr_assert_eq (b, (struct vmdr_backend *) &b, "output untouched");
+  cr_assert_lt (t1.tv_sec - t0.tv_sec, 3, "the retries are bounded");
+  cr_assert_not_null (vmdr_backend_error ());
+  cr_assert_not_null (strstr (vmdr_backend_error (), "gave up after"), "%s", vmdr_backend_error ());
+  cr_assert_null (strstr (vmdr_backend_error (), "wJalrXUtnFEMI"), "no secret in the text");
+}
+
+Test (location, errors_of_open_have_words)
+{
+  struct vmdr_backend *b = NULL;
+
+  clean_env ();
+  cr_assert_eq (vmdr_backend_open ("s3://Bad_Bucket/p", &b), -EINVAL);
+  cr_assert_not_null (strstr (vmdr_backend_error (), "s3://BUCKET[/PREFIX]"));
+  unsetenv ("AWS_SECRET_ACCESS_KEY");
+  cr_assert_eq (vmdr_backend_open ("s3://bkt/p", &b), -ENOKEY);
+  cr_assert_not_null (strstr (vmdr_backend_error (), "no S3 credentials"));
+  setenv ("AWS_SECRET_ACCESS_KEY", "x", 1);
+  setenv ("VMDR_S3_RETRY_MAX", "many", 1);
+  cr_assert_eq (vmdr_backend_open ("s3://bkt/p", &b), -EINVAL);
+  cr_assert_str_eq (vmdr_backend_error (), "invalid VMDR_S3_RETRY_MAX");
+  unsetenv ("VMDR_S3_RETRY_MAX");
+  setenv ("VMDR_S3_PART_SIZE", "1M", 1);
+  cr_assert_eq (vmdr_backend_open ("s3://bkt/p", &b), -EINVAL);
+  cr_assert_not_null (strstr (vmdr_backend_error (), "VMDR_S3_PART_SIZE"));
+  /* a local open clears the words of the S3 one */
+  cr_assert_eq (vmdr_backend_open ("/nonexistent/dir", &b), -ENOENT);
+  cr_assert_null (vmdr_backend_error ());
 }
