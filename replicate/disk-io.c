@@ -1,9 +1,14 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -347,11 +352,22 @@ vmdr_file_data_ranges (int fd, uint64_t size, uint32_t chunk,
 
 /* ---- restoring ------------------------------------------------------------ */
 
-#define QUEUE_MAX 1024
+/* A worker takes up to BATCH_BYTES of consecutive chunks at once: one
+ * vmdr_repo_get_chunks call (a few large pack reads, as a full backup's
+ * chunks lie in pack order) and one write per run of chunks without a
+ * hole between them, instead of a read and a write per chunk. */
+#define BATCH_BYTES (4u << 20)
+#define BATCH_MAX (BATCH_BYTES / VMDR_CHUNK_MIN)
+#define QUEUE_MAX 32            /* batches waiting for a worker */
 
-struct job {
-  uint64_t index;
-  struct vmdr_digest d;
+_Static_assert (BATCH_MAX <= VMDR_GET_CHUNKS_MAX && BATCH_MAX <= 256,
+                "a batch fits one vmdr_repo_get_chunks call and uint8_t rel");
+
+struct batch {
+  uint64_t first;               /* chunk index of rel 0 */
+  uint32_t n;
+  uint8_t rel[BATCH_MAX];       /* chunk index - first, increasing */
+  struct vmdr_digest d[BATCH_MAX];
 };
 
 struct reader {
@@ -359,18 +375,27 @@ struct reader {
   const struct vmdr_disk_tree *t;
   const struct vmdr_read_opts *o;
   int fd;
+  int dfd;                      /* fd reopened with O_DIRECT, or -1 */
+  uint32_t per;                 /* chunks a batch spans at most */
   int damage_err;               /* first damage reported to o->damage */
 
   pthread_mutex_t lock;
   pthread_cond_t not_empty, not_full;
-  struct job q[QUEUE_MAX];
+  struct batch cur;             /* being filled by the tree walk */
+  struct batch q[QUEUE_MAX];
   size_t head, count;
-  bool closed;                  /* no more jobs will come */
+  bool closed;                  /* no more batches will come */
   int err;
   struct vmdr_restore_error where;
   struct vmdr_disk_read_stats st;
   vmdr_progress_fn progress;
   void *popaque;
+};
+
+/* One chunk, for errors. */
+struct job {
+  uint64_t index;
+  struct vmdr_digest d;
 };
 
 static bool
@@ -379,6 +404,7 @@ is_damage (int err)
   return err == -EBADMSG || err == -EILSEQ || err == -ENOENT;
 }
 
+/* Under the lock. */
 static void
 fail (struct reader *r, int err, const struct job *j)
 {
@@ -404,23 +430,12 @@ fail (struct reader *r, int err, const struct job *j)
 }
 
 static int
-restore_one (struct reader *r, unsigned no, struct vmdr_zctx *z, uint8_t *buf,
-             const struct job *j)
+pwrite_all (int fd, const uint8_t *buf, size_t len, uint64_t off)
 {
-  size_t want = chunk_len (r->t->virtual_size, r->t->chunk_size, j->index), len;
   size_t done = 0;
-  int e;
 
-  e = vmdr_repo_get_chunk (r->repo, z, &j->d, buf, r->t->chunk_size, &len);
-  if (e == -ENOBUFS || (e == 0 && len != want))
-    e = -EBADMSG;               /* a chunk of the wrong size is damage */
-  if (e < 0)
-    return e;
-  if (r->o->sink)
-    return r->o->sink (r->o->sopaque, no, buf, len, j->index * r->t->chunk_size);
-  while (r->fd >= 0 && done < len) {
-    ssize_t n = pwrite (r->fd, buf + done, len - done,
-                        (off_t) (j->index * r->t->chunk_size + done));
+  while (done < len) {
+    ssize_t n = pwrite (fd, buf + done, len - done, (off_t) (off + done));
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0)
@@ -430,76 +445,313 @@ restore_one (struct reader *r, unsigned no, struct vmdr_zctx *z, uint8_t *buf,
   return 0;
 }
 
+/* Writes to a file or block device bypass the page cache where they can:
+ * a buffered write of a restored disk costs a copy into fresh page-cache
+ * pages (more CPU than the verification of those bytes on a small
+ * machine), serialises the writers on the inode lock, and leaves the
+ * whole disk to be written back by the fsync at the end.  Direct writes
+ * go from our buffers to the device while the workers decode.  -1 when
+ * the file system has no O_DIRECT (tmpfs) or /proc is missing: then
+ * everything goes through FD. */
+#define DIRECT_ALIGN 4096u
+
+static int
+open_direct (int fd)
+{
+  char path[64];
+  struct stat st;
+  int fl = fcntl (fd, F_GETFL);
+
+  if (fl < 0 || (fl & O_ACCMODE) == O_RDONLY || fstat (fd, &st) < 0 ||
+      !(S_ISREG (st.st_mode) || S_ISBLK (st.st_mode)))
+    return -1;
+  snprintf (path, sizeof path, "/proc/self/fd/%d", fd);
+  return open (path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+}
+
+/* LEN bytes of restored chunks at byte OFF of the disk. */
+static int
+write_out (struct reader *r, unsigned no, const uint8_t *buf, size_t len, uint64_t off)
+{
+  if (r->o->sink)
+    return r->o->sink (r->o->sopaque, no, buf, len, off);
+  if (r->fd < 0)
+    return 0;                   /* verify only */
+  if (r->dfd >= 0 && ((uintptr_t) buf | len | off) % DIRECT_ALIGN == 0) {
+    int e = pwrite_all (r->dfd, buf, len, off);
+    if (e != -EINVAL)
+      return e;
+    /* A device with larger blocks: through the page cache after all. */
+  }
+  return pwrite_all (r->fd, buf, len, off);
+}
+
+/* A run of verified chunks without a hole between them: LEN bytes at POS
+ * in the buffer, for the disk at AT's chunk. */
+struct span {
+  size_t pos, len;
+  uint32_t chunks;
+  struct job at;                /* its first chunk, for a write error */
+};
+
+/* A batch verified: its chunks in BUF (r->per chunks' room) and its runs. */
+struct output {
+  uint8_t *buf;
+  size_t n;
+  struct span span[BATCH_MAX];
+};
+
+/* Read and verify batch B into OUT.  Damage is reported (or stops the read)
+ * in disk order; false when the read is to stop. */
+static bool
+verify_batch (struct reader *r, struct vmdr_repo_reader *rd,
+              struct vmdr_chunk_get *req, const struct batch *b, struct output *out)
+{
+  const uint32_t chunk = r->t->chunk_size;
+  size_t k, j;
+  int e;
+
+  out->n = 0;
+  for (k = 0; k < b->n; k++)
+    req[k] = (struct vmdr_chunk_get) { .d = b->d[k], .cap = chunk,
+                                       .buf = out->buf + (size_t) b->rel[k] * chunk };
+  e = vmdr_repo_get_chunks (r->repo, rd, req, b->n);
+  for (k = 0; k < b->n; k++) {
+    size_t want = chunk_len (r->t->virtual_size, chunk, b->first + b->rel[k]);
+    if (e < 0)
+      req[k].err = e;
+    else if (req[k].err == -ENOBUFS || (req[k].err == 0 && req[k].len != want))
+      req[k].err = -EBADMSG;    /* a chunk of the wrong size is damage */
+  }
+  for (k = 0; k < b->n; k = j) {
+    struct span *sp = &out->span[out->n];
+    bool stop;
+
+    sp->at = (struct job) { b->first + b->rel[k], b->d[k] };
+    if (req[k].err < 0) {
+      pthread_mutex_lock (&r->lock);
+      fail (r, req[k].err, &sp->at);
+      stop = r->err != 0;
+      pthread_mutex_unlock (&r->lock);
+      if (stop)
+        return false;
+      j = k + 1;
+      continue;
+    }
+    /* Only the disk's last chunk is short: a run's bytes are contiguous. */
+    sp->pos = (size_t) b->rel[k] * chunk;
+    sp->len = req[k].len;
+    for (j = k + 1; j < b->n && req[j].err == 0 && b->rel[j] == b->rel[j - 1] + 1; j++)
+      sp->len += req[j].len;
+    sp->chunks = (uint32_t) (j - k);
+    out->n++;
+  }
+  return true;
+}
+
+/* Write OUT's runs (worker NO's), then count them. */
+static void
+write_output (struct reader *r, unsigned no, const struct output *out)
+{
+  uint64_t chunks = 0, bytes = 0;
+  bool stop;
+
+  pthread_mutex_lock (&r->lock);
+  stop = r->err != 0;           /* another worker failed: no point */
+  pthread_mutex_unlock (&r->lock);
+  for (size_t k = 0; k < out->n && !stop; k++) {
+    const struct span *sp = &out->span[k];
+    int e = write_out (r, no, out->buf + sp->pos, sp->len, sp->at.index * r->t->chunk_size);
+    if (e < 0) {
+      pthread_mutex_lock (&r->lock);
+      fail (r, e, &sp->at);
+      pthread_mutex_unlock (&r->lock);
+      return;
+    }
+    chunks += sp->chunks;
+    bytes += sp->len;
+  }
+  pthread_mutex_lock (&r->lock);
+  r->st.chunks += chunks;
+  r->st.bytes += bytes;
+  if (r->progress && chunks)
+    r->progress (r->popaque, r->st.bytes, 0);
+  pthread_mutex_unlock (&r->lock);
+}
+
+/* A worker takes batches, reads and verifies them, and hands each to its
+ * writer thread, which writes it while the worker verifies the next one
+ * into its second buffer: the cores keep verifying while the writes wait
+ * for the disk (or for qemu-nbd).  Without a writer (it could not start,
+ * or there is nothing to write) the worker writes itself. */
 struct worker {
   struct reader *r;
   unsigned no;
+  struct output out[2];
+  pthread_t writer;
+  bool has_writer;
+  pthread_mutex_t lock;         /* pending and quit */
+  pthread_cond_t cond;          /* either changed */
+  const struct output *pending; /* handed over, not written yet */
+  bool quit;
 };
+
+static void *
+writer_main (void *opaque)
+{
+  struct worker *w = opaque;
+
+  pthread_mutex_lock (&w->lock);
+  for (;;) {
+    while (w->pending == NULL && !w->quit)
+      pthread_cond_wait (&w->cond, &w->lock);
+    if (w->pending == NULL)
+      break;
+    pthread_mutex_unlock (&w->lock);
+    write_output (w->r, w->no, w->pending);
+    pthread_mutex_lock (&w->lock);
+    w->pending = NULL;          /* its buffer is free again */
+    pthread_cond_broadcast (&w->cond);
+  }
+  pthread_mutex_unlock (&w->lock);
+  return NULL;
+}
+
+/* Give OUT to the writer once it has written the one before. */
+static void
+hand_off (struct worker *w, const struct output *out)
+{
+  pthread_mutex_lock (&w->lock);
+  while (w->pending)
+    pthread_cond_wait (&w->cond, &w->lock);
+  w->pending = out;
+  pthread_cond_broadcast (&w->cond);
+  pthread_mutex_unlock (&w->lock);
+}
+
+static void
+stop_writer (struct worker *w)
+{
+  if (!w->has_writer)
+    return;
+  pthread_mutex_lock (&w->lock);
+  while (w->pending)
+    pthread_cond_wait (&w->cond, &w->lock);
+  w->quit = true;
+  pthread_cond_broadcast (&w->cond);
+  pthread_mutex_unlock (&w->lock);
+  pthread_join (w->writer, NULL);
+  w->has_writer = false;
+}
+
+/* A worker's buffer of LEN bytes, aligned for direct writes, in huge
+ * pages where it is large enough: a direct write pins every page it
+ * writes from, and 2 MiB pages make that cheap. */
+static uint8_t *
+batch_buffer (size_t len)
+{
+  const size_t huge = 2u << 20;
+  void *p;
+
+  if (posix_memalign (&p, len >= huge ? huge : DIRECT_ALIGN, len) != 0)
+    return NULL;
+  if (len >= huge)
+    madvise (p, len, MADV_HUGEPAGE);    /* a hint: fine if refused */
+  return p;
+}
 
 static void *
 restore_worker (void *opaque)
 {
-  const struct worker *w = opaque;
+  struct worker *w = opaque;
   struct reader *r = w->r;
-  struct vmdr_zctx *z = NULL;
-  uint8_t *buf = malloc (r->t->chunk_size);
-  int e = buf ? vmdr_zctx_new (1, &z) : -ENOMEM;
+  struct vmdr_repo_reader *rd = NULL;
+  struct vmdr_chunk_get req[BATCH_MAX];
+  const size_t len = (size_t) r->per * r->t->chunk_size;
+  bool output = r->fd >= 0 || r->o->sink;
+  unsigned cur = 0;
+  struct batch b;
+  int e = 0;
+
+  w->out[0].buf = batch_buffer (len);
+  w->out[1].buf = output ? batch_buffer (len) : NULL;
+  if (w->out[0].buf == NULL || (output && w->out[1].buf == NULL) ||
+      (e = vmdr_repo_reader_new (r->repo, &rd)) < 0)
+    e = -ENOMEM;
+  if (e == 0 && output)
+    w->has_writer = pthread_create (&w->writer, NULL, writer_main, w) == 0;
 
   pthread_mutex_lock (&r->lock);
   if (e < 0)
     fail (r, e, NULL);
   while (r->err == 0) {
-    struct job j;
     if (r->count == 0) {
       if (r->closed)
         break;
       pthread_cond_wait (&r->not_empty, &r->lock);
       continue;
     }
-    j = r->q[r->head];
+    b = r->q[r->head];
     r->head = (r->head + 1) % QUEUE_MAX;
     r->count--;
     pthread_cond_signal (&r->not_full);
     pthread_mutex_unlock (&r->lock);
-    e = restore_one (r, w->no, z, buf, &j);
-    pthread_mutex_lock (&r->lock);
-    if (e < 0)
-      fail (r, e, &j);
-    else {
-      r->st.chunks++;
-      r->st.bytes += chunk_len (r->t->virtual_size, r->t->chunk_size, j.index);
-      if (r->progress)
-        r->progress (r->popaque, r->st.bytes, 0);
+    if (verify_batch (r, rd, req, &b, &w->out[cur])) {
+      if (w->has_writer) {
+        hand_off (w, &w->out[cur]);
+        cur ^= 1;
+      }
+      else
+        write_output (r, w->no, &w->out[cur]);
     }
+    pthread_mutex_lock (&r->lock);
   }
   pthread_mutex_unlock (&r->lock);
-  vmdr_zctx_free (z);
-  free (buf);
+  stop_writer (w);
+  vmdr_repo_reader_free (rd);
+  free (w->out[0].buf);
+  free (w->out[1].buf);
   return NULL;
 }
 
-/* Tree walk callback: queue every non-zero chunk of a leaf. */
+/* Queue the batch being filled, waiting for room.  Under the lock. */
+static void
+push_locked (struct reader *r)
+{
+  while (r->count == QUEUE_MAX && r->err == 0)
+    pthread_cond_wait (&r->not_full, &r->lock);
+  if (r->err == 0 && r->cur.n > 0) {
+    r->q[(r->head + r->count) % QUEUE_MAX] = r->cur;
+    r->count++;
+    pthread_cond_signal (&r->not_empty);
+  }
+  r->cur.n = 0;
+}
+
+/* Tree walk callback: batch every non-zero chunk of a leaf. */
 static int
 queue_leaf (void *opaque, uint64_t first, uint64_t count,
             const struct vmdr_digest *digests)
 {
   static const struct vmdr_digest zero;
   struct reader *r = opaque;
+  struct batch *c = &r->cur;
   int e = 0;
 
   if (digests == NULL)
     return 0;                   /* a zero run stays a hole */
   pthread_mutex_lock (&r->lock);
   for (uint64_t i = 0; i < count && r->err == 0; i++) {
+    uint64_t index = first + i;
     if (memcmp (&digests[i], &zero, sizeof zero) == 0 ||
-        (r->o->filter && !r->o->filter (r->o->fopaque, first + i, &digests[i])))
+        (r->o->filter && !r->o->filter (r->o->fopaque, index, &digests[i])))
       continue;
-    while (r->count == QUEUE_MAX && r->err == 0)
-      pthread_cond_wait (&r->not_full, &r->lock);
-    if (r->err)
-      break;
-    r->q[(r->head + r->count) % QUEUE_MAX] = (struct job) { first + i, digests[i] };
-    r->count++;
-    pthread_cond_signal (&r->not_empty);
+    if (c->n > 0 && index - c->first >= r->per)
+      push_locked (r);
+    if (c->n == 0)
+      c->first = index;
+    c->rel[c->n] = (uint8_t) (index - c->first);
+    c->d[c->n++] = digests[i];
   }
   e = r->err;
   pthread_mutex_unlock (&r->lock);
@@ -512,27 +764,39 @@ vmdr_disk_read (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
                 struct vmdr_restore_error *err)
 {
   _cleanup_free_ struct reader *r = calloc (1, sizeof *r);
+  _cleanup_free_ struct worker *ws = NULL;
   pthread_t tids[VMDR_MAX_THREADS];
-  struct worker ws[VMDR_MAX_THREADS];
   struct vmdr_zctx *z = NULL;
   unsigned started = 0;
   int e;
 
-  if (r == NULL)
-    return -ENOMEM;
   if (o->threads < 1 || o->threads > VMDR_MAX_THREADS)
     return -EINVAL;
+  if (r == NULL || (ws = calloc (o->threads, sizeof *ws)) == NULL)
+    return -ENOMEM;
+  if (tree->chunk_size < VMDR_CHUNK_MIN || tree->chunk_size > VMDR_CHUNK_MAX) {
+    if (err)                    /* the tree walk would refuse it too */
+      *err = (struct vmdr_restore_error) { .chunk = false };
+    return -EBADMSG;
+  }
   if ((e = vmdr_zctx_new (1, &z)) < 0)
     return e;
   *r = (struct reader) { .repo = repo, .t = tree, .o = o, .fd = o->fd,
                          .progress = o->progress, .popaque = o->popaque };
+  r->per = BATCH_BYTES / tree->chunk_size ? BATCH_BYTES / tree->chunk_size : 1;
+  r->dfd = o->fd >= 0 && o->sink == NULL ? open_direct (o->fd) : -1;
   pthread_mutex_init (&r->lock, NULL);
   pthread_cond_init (&r->not_empty, NULL);
   pthread_cond_init (&r->not_full, NULL);
   for (; started < o->threads; started++) {
-    ws[started] = (struct worker) { r, started };
-    if (pthread_create (&tids[started], NULL, restore_worker, &ws[started]) != 0)
+    ws[started] = (struct worker) { .r = r, .no = started };
+    pthread_mutex_init (&ws[started].lock, NULL);
+    pthread_cond_init (&ws[started].cond, NULL);
+    if (pthread_create (&tids[started], NULL, restore_worker, &ws[started]) != 0) {
+      pthread_cond_destroy (&ws[started].cond);
+      pthread_mutex_destroy (&ws[started].lock);
       break;
+    }
   }
   if (started == 0)
     e = -EAGAIN;
@@ -541,12 +805,19 @@ vmdr_disk_read (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
   pthread_mutex_lock (&r->lock);
   if (e < 0)
     fail (r, e, NULL);
+  else
+    push_locked (r);            /* the last, partly filled batch */
   r->closed = true;
   pthread_cond_broadcast (&r->not_empty);
   pthread_mutex_unlock (&r->lock);
-  for (unsigned i = 0; i < started; i++)
+  for (unsigned i = 0; i < started; i++) {
     pthread_join (tids[i], NULL);
+    pthread_cond_destroy (&ws[i].cond);
+    pthread_mutex_destroy (&ws[i].lock);
+  }
   e = r->err ? r->err : r->damage_err;
+  if (r->dfd >= 0)
+    close (r->dfd);
   if (e == 0 && r->fd >= 0 && fsync (r->fd) < 0 && errno != EINVAL)
     e = -errno;
   if (e < 0 && err)

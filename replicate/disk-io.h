@@ -72,11 +72,13 @@ struct vmdr_disk_read_stats {
 };
 
 /* Write TREE to FD (a regular file or block device, already the right size
- * or growable) with THREADS workers: zero chunks are left as holes (the
- * caller provides a sparse or zeroed target), every other chunk is read,
- * verified against its digest and written at its offset.  On a damaged or
- * missing chunk returns -EBADMSG, -EILSEQ or -ENOENT and fills *err (may be
- * NULL) with where. */
+ * or growable, open for writing) with THREADS workers: zero chunks are left
+ * as holes (the caller provides a sparse or zeroed target), every other
+ * chunk is read, verified against its digest and written at its offset,
+ * then FD is fsync'd.  Writes bypass the page cache where the file system
+ * allows it (FD is reopened through /proc/self/fd with O_DIRECT; FD itself
+ * is not changed).  On a damaged or missing chunk returns -EBADMSG,
+ * -EILSEQ or -ENOENT and fills *err (may be NULL) with where. */
 int vmdr_disk_restore (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
                        int fd, unsigned threads, vmdr_progress_fn progress,
                        void *popaque, struct vmdr_disk_read_stats *st,
@@ -93,8 +95,11 @@ typedef bool (*vmdr_chunk_filter_fn) (void *opaque, uint64_t index,
                                       const struct vmdr_digest *d);
 
 /* Where restored chunks go when not to a file descriptor: LEN bytes at
- * OFF, from worker WORKER (0 .. threads-1), so a sink can keep one
- * connection per worker.  0 or -errno. */
+ * OFF, for worker WORKER (0 .. threads-1), so a sink can keep one
+ * connection per worker: calls for one WORKER never overlap (they come
+ * from that worker's writer thread).  Consecutive chunks come in one call,
+ * LEN at most 4 MiB (or one chunk, if chunks are larger), OFF a multiple
+ * of the chunk size.  0 or -errno. */
 typedef int (*vmdr_sink_fn) (void *opaque, unsigned worker, const void *buf,
                              size_t len, uint64_t off);
 
@@ -111,9 +116,14 @@ struct vmdr_read_opts {
   void *fopaque;
 };
 
-/* The general form of vmdr_disk_restore.  With a damage callback, damaged
- * chunks are reported and the read goes on (it still returns the first
- * error at the end); damage to the tree itself always stops it. */
+/* The general form of vmdr_disk_restore.  Each worker takes up to 4 MiB
+ * of consecutive chunks at once, reads them with vmdr_repo_get_chunks (a
+ * few large pack reads) and verifies them; its writer thread writes each
+ * run of them without a hole in one call while the worker goes on with
+ * the next 4 MiB (two buffers of 4 MiB a worker).  With a damage
+ * callback, damaged chunks are reported and the read goes on (it still
+ * returns the first error at the end); damage to the tree itself always
+ * stops it. */
 int vmdr_disk_read (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
                     const struct vmdr_read_opts *o, struct vmdr_disk_read_stats *st,
                     struct vmdr_restore_error *err);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,10 +16,27 @@
 #include "backend.h"
 #include "cleanup.h"
 
+/* Objects the read op keeps open: a restore reads thousands of blobs from
+ * each pack, and an open and a close per blob cost as much as the read.
+ * A few suffice (the workers read a handful of packs at a time); beyond
+ * them a read opens and closes its own descriptor. */
+#define OPEN_MAX 16
+
+struct open_object {
+  int fd;                       /* -1: a free slot */
+  unsigned users;               /* reads using fd now: not closed meanwhile */
+  bool stale;                   /* put or deleted since: close when unused */
+  uint64_t last;                /* for least-recently-used eviction */
+  char key[VMDR_KEY_MAX + 1];
+};
+
 struct local {
   struct vmdr_backend base;     /* first: the ops see a struct vmdr_backend */
   int dirfd;                    /* the root, for *at() calls */
   char *root;
+  pthread_mutex_t lock;         /* the open objects */
+  struct open_object open[OPEN_MAX];
+  uint64_t clock;
 };
 
 static struct local *
@@ -51,6 +69,9 @@ local_open (const char *location, struct vmdr_backend **out)
   }
   l->base.ops = &vmdr_backend_local;
   l->dirfd = fd;
+  pthread_mutex_init (&l->lock, NULL);
+  for (size_t i = 0; i < OPEN_MAX; i++)
+    l->open[i].fd = -1;
   *out = &l->base;
   return 0;
 }
@@ -62,9 +83,127 @@ local_close (struct vmdr_backend *b)
 
   if (l == NULL)
     return;
+  for (size_t i = 0; i < OPEN_MAX; i++)
+    if (l->open[i].fd >= 0)
+      close (l->open[i].fd);
+  pthread_mutex_destroy (&l->lock);
   close (l->dirfd);
   free (l->root);
   free (l);
+}
+
+/* ---- descriptors kept open for read ------------------------------------- */
+
+static struct open_object *
+find_open (struct local *l, const char *key)
+{
+  for (size_t i = 0; i < OPEN_MAX; i++)
+    if (l->open[i].fd >= 0 && !l->open[i].stale &&
+        strcmp (l->open[i].key, key) == 0)
+      return &l->open[i];
+  return NULL;
+}
+
+/* KEY was replaced or deleted through this backend: forget its descriptor
+ * (closed now, or by the last read still using it). */
+static void
+forget_open (struct local *l, const char *key)
+{
+  struct open_object *o;
+
+  pthread_mutex_lock (&l->lock);
+  if ((o = find_open (l, key)) != NULL) {
+    if (o->users == 0) {
+      close (o->fd);
+      o->fd = -1;
+    }
+    else
+      o->stale = true;
+  }
+  pthread_mutex_unlock (&l->lock);
+}
+
+/* A descriptor for reading KEY into *fd; *slot is the open object it
+ * belongs to, or NULL when the caller must close it itself. */
+static int
+acquire_open (struct local *l, const char *key, int *fd, struct open_object **slot)
+{
+  struct open_object *o, *victim = NULL;
+  struct stat st;
+  int nfd, r = 0;
+
+  pthread_mutex_lock (&l->lock);
+  if ((o = find_open (l, key)) != NULL) {
+    o->users++;
+    o->last = ++l->clock;
+    *fd = o->fd;
+    *slot = o;
+    pthread_mutex_unlock (&l->lock);
+    return 0;
+  }
+  pthread_mutex_unlock (&l->lock);
+
+  /* Open without the lock: other threads go on reading meanwhile. */
+  nfd = openat (l->dirfd, key, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (nfd < 0)
+    return -errno;
+  if (fstat (nfd, &st) < 0)
+    r = -errno;
+  else if (!S_ISREG (st.st_mode))
+    r = -EINVAL;
+  if (r < 0) {
+    close (nfd);
+    return r;
+  }
+
+  pthread_mutex_lock (&l->lock);
+  if ((o = find_open (l, key)) != NULL) {       /* another thread won */
+    o->users++;
+    o->last = ++l->clock;
+    *fd = o->fd;
+    *slot = o;
+    pthread_mutex_unlock (&l->lock);
+    close (nfd);
+    return 0;
+  }
+  for (size_t i = 0; i < OPEN_MAX; i++) {
+    struct open_object *c = &l->open[i];
+    if (c->fd < 0) {
+      victim = c;
+      break;
+    }
+    if (c->users == 0 && (victim == NULL || c->last < victim->last))
+      victim = c;
+  }
+  if (victim) {
+    if (victim->fd >= 0)
+      close (victim->fd);
+    victim->fd = nfd;
+    victim->users = 1;
+    victim->stale = false;
+    victim->last = ++l->clock;
+    snprintf (victim->key, sizeof victim->key, "%s", key);
+  }
+  pthread_mutex_unlock (&l->lock);
+  *fd = nfd;
+  *slot = victim;
+  return 0;
+}
+
+static void
+release_open (struct local *l, int fd, struct open_object *o)
+{
+  if (o == NULL) {
+    close (fd);
+    return;
+  }
+  pthread_mutex_lock (&l->lock);
+  if (--o->users == 0 && o->stale) {
+    close (o->fd);
+    o->fd = -1;
+    o->stale = false;
+  }
+  pthread_mutex_unlock (&l->lock);
 }
 
 /* mkdir -p of the directories leading to KEY, relative to the root. */
@@ -177,6 +316,7 @@ local_put (struct vmdr_backend *b, const char *key, const void *data,
     unlinkat (l->dirfd, tmp, 0);
   if (r < 0)
     return r;
+  forget_open (l, key);
   return fsync_parent (l->dirfd, key);
 }
 
@@ -223,6 +363,34 @@ local_get (struct vmdr_backend *b, const char *key, uint64_t offset,
   *data = STEAL_PTR (buf);
   *len_out = len;
   return 0;
+}
+
+static int
+local_read (struct vmdr_backend *b, const char *key, uint64_t offset,
+            size_t len, void *buf)
+{
+  struct local *l = to_local (b);
+  struct open_object *o = NULL;
+  size_t got = 0;
+  int fd = -1, r = 0;
+
+  if (len == 0 || len > VMDR_READ_MAX || offset > (uint64_t) INT64_MAX - len ||
+      !vmdr_key_valid (key))
+    return -EINVAL;
+  if ((r = acquire_open (l, key, &fd, &o)) < 0)
+    return r;
+  while (got < len) {
+    ssize_t n = pread (fd, (char *) buf + got, len - got, (off_t) (offset + got));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      r = n < 0 ? -errno : -ERANGE;     /* 0: the object ends before */
+      break;
+    }
+    got += (size_t) n;
+  }
+  release_open (l, fd, o);
+  return r;
 }
 
 static int
@@ -321,6 +489,7 @@ local_del (struct vmdr_backend *b, const char *key)
 
   if (!vmdr_key_valid (key))
     return -EINVAL;
+  forget_open (l, key);
   if (unlinkat (l->dirfd, key, 0) < 0 && errno != ENOENT)
     return -errno;
   return 0;
@@ -361,6 +530,7 @@ const struct vmdr_backend_ops vmdr_backend_local = {
   .close = local_close,
   .put = local_put,
   .get = local_get,
+  .read = local_read,
   .stat = local_stat,
   .list = local_list,
   .del = local_del,

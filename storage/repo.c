@@ -575,13 +575,185 @@ vmdr_repo_get_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
   }
   if (ret < 0)
     return ret;
+  if (stored > VMDR_BLOB_MAX_STORED)
+    return -EFBIG;              /* an index entry no blob can match */
+  blen = VMDR_BLOB_HEADER_LEN + (size_t) stored;
+  if ((blob = malloc (blen)) == NULL)
+    return -ENOMEM;
   vmdr_pack_key (&pack, key);
-  ret = r->b->ops->get (r->b, key, offset, VMDR_BLOB_HEADER_LEN + (size_t) stored,
-                        VMDR_BLOB_HEADER_LEN + (size_t) VMDR_BLOB_MAX_STORED,
-                        &blob, &blen);
+  ret = vmdr_backend_read (r->b, key, offset, blen, blob);
   if (ret == -ERANGE)
     return -EBADMSG;            /* the pack is shorter than its index says */
   if (ret < 0)
     return ret;
   return vmdr_blob_decode (z, r->cfg.hash, blob, blen, d, buf, cap, len);
+}
+
+/* ---- batched reads ---------------------------------------------------------- */
+
+/* Blobs at most this far apart in a pack are read together, the bytes
+ * between them read and dropped: cheaper than a second request, and a
+ * read from the disk brings them into memory anyway.  Between the blobs
+ * of a full backup that an incremental replaced lie one or two others. */
+#define GAP_MAX (128u << 10)
+
+struct vmdr_repo_reader {
+  struct vmdr_zctx *z;
+  uint8_t *buf;                 /* a run of blobs as read */
+  size_t cap;
+};
+
+int
+vmdr_repo_reader_new (struct vmdr_repo *r, struct vmdr_repo_reader **out)
+{
+  struct vmdr_repo_reader *rd = calloc (1, sizeof *rd);
+
+  (void) r;
+  if (rd == NULL)
+    return -ENOMEM;
+  rd->cap = VMDR_GET_READ_MAX;
+  if (vmdr_zctx_new (1, &rd->z) < 0 || (rd->buf = malloc (rd->cap)) == NULL) {
+    vmdr_repo_reader_free (rd);
+    return -ENOMEM;
+  }
+  *out = rd;
+  return 0;
+}
+
+void
+vmdr_repo_reader_free (struct vmdr_repo_reader *rd)
+{
+  if (rd == NULL)
+    return;
+  vmdr_zctx_free (rd->z);
+  free (rd->buf);
+  free (rd);
+}
+
+/* Where one request's blob lies. */
+struct blob_at {
+  uint32_t pack;                /* index into repo->packs */
+  uint32_t offset;
+  uint32_t len;                 /* header + stored bytes */
+  uint32_t i;                   /* the request */
+};
+
+static int
+cmp_blob_at (const void *a, const void *b)
+{
+  const struct blob_at *x = a, *y = b;
+
+  if (x->pack != y->pack)
+    return x->pack < y->pack ? -1 : 1;
+  if (x->offset != y->offset)
+    return x->offset < y->offset ? -1 : 1;
+  return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Find every request's blob, under one lock, into AT (the number found is
+ * returned); requests not found get their error now, those still in the
+ * pack being written -EAGAIN and *pending. */
+static size_t
+locate_all (struct vmdr_repo *r, struct vmdr_chunk_get *req, size_t n,
+            struct blob_at *at, bool *pending)
+{
+  size_t found = 0;
+
+  *pending = false;
+  pthread_mutex_lock (&r->lock);
+  for (size_t i = 0; i < n; i++) {
+    struct slot *s = lookup (r, &req[i].d);
+    req[i].err = 0;
+    if (s == NULL)
+      req[i].err = -ENOENT;
+    else if (s->pack == PENDING) {
+      req[i].err = -EAGAIN;
+      *pending = true;
+    }
+    else if (s->stored_len > VMDR_BLOB_MAX_STORED)
+      req[i].err = -EBADMSG;    /* an index entry no blob can match */
+    else
+      at[found++] = (struct blob_at) {
+        .pack = s->pack, .offset = s->offset, .i = (uint32_t) i,
+        .len = VMDR_BLOB_HEADER_LEN + s->stored_len };
+  }
+  pthread_mutex_unlock (&r->lock);
+  return found;
+}
+
+/* Read the blobs AT[0..n) of one pack, sorted by offset, bytes [start, end)
+ * of it, in one read, and decode them; one by one if that read fails. */
+static void
+read_run (struct vmdr_repo *r, struct vmdr_repo_reader *rd,
+          struct vmdr_chunk_get *req, const struct blob_at *at, size_t n,
+          uint64_t start, uint64_t end)
+{
+  char key[VMDR_PACK_KEY_LEN];
+  struct vmdr_digest pack;
+  size_t len = (size_t) (end - start);
+  int e;
+
+  if (len > rd->cap) {          /* one big blob: grow for it */
+    void *p = realloc (rd->buf, len);
+    if (p == NULL) {
+      for (size_t k = 0; k < n; k++)
+        req[at[k].i].err = -ENOMEM;
+      return;
+    }
+    rd->buf = p;
+    rd->cap = len;
+  }
+  pthread_mutex_lock (&r->lock);
+  pack = r->packs[at[0].pack];
+  pthread_mutex_unlock (&r->lock);
+  vmdr_pack_key (&pack, key);
+  e = vmdr_backend_read (r->b, key, start, len, rd->buf);
+  if (e < 0 && n > 1) {         /* find out which blobs it was */
+    for (size_t k = 0; k < n; k++)
+      read_run (r, rd, req, &at[k], 1, at[k].offset, at[k].offset + at[k].len);
+    return;
+  }
+  for (size_t k = 0; k < n; k++) {
+    struct vmdr_chunk_get *q = &req[at[k].i];
+    if (e < 0)
+      q->err = e == -ERANGE ? -EBADMSG : e;   /* shorter than its index says */
+    else
+      q->err = vmdr_blob_decode (rd->z, r->cfg.hash, rd->buf + (at[k].offset - start),
+                                 at[k].len, &q->d, q->buf, q->cap, &q->len);
+  }
+}
+
+int
+vmdr_repo_get_chunks (struct vmdr_repo *r, struct vmdr_repo_reader *rd,
+                      struct vmdr_chunk_get *req, size_t n)
+{
+  struct blob_at at[VMDR_GET_CHUNKS_MAX];
+  size_t found, k, j;
+  bool pending;
+
+  if (n > VMDR_GET_CHUNKS_MAX)
+    return -EINVAL;
+  found = locate_all (r, req, n, at, &pending);
+  if (pending) {                /* written by us, still in memory: flush */
+    int e = vmdr_repo_flush (r);
+    if (e == 0)
+      found = locate_all (r, req, n, at, &pending);
+    for (size_t i = 0; e < 0 && i < n; i++)
+      if (req[i].err == -EAGAIN)
+        req[i].err = e;
+  }
+  /* Pack order, then runs of blobs close together in one pack. */
+  qsort (at, found, sizeof at[0], cmp_blob_at);
+  for (k = 0; k < found; k = j) {
+    uint64_t start = at[k].offset, end = start + at[k].len;
+    for (j = k + 1; j < found && at[j].pack == at[k].pack &&
+         at[j].offset <= end + GAP_MAX; j++) {
+      uint64_t e = at[j].offset + at[j].len > end ? at[j].offset + at[j].len : end;
+      if (e - start > VMDR_GET_READ_MAX)
+        break;
+      end = e;
+    }
+    read_run (r, rd, req, &at[k], j - k, start, end);
+  }
+  return 0;
 }

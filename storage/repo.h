@@ -2,9 +2,10 @@
  * (docs/repository-format.md).  Backend-independent: everything goes
  * through struct vmdr_backend.
  *
- * Thread safety: vmdr_repo_put_chunk, vmdr_repo_has_chunk and
- * vmdr_repo_get_chunk may be called from several threads at once (each with
- * its own struct vmdr_zctx); the other calls are not concurrent with them.
+ * Thread safety: vmdr_repo_put_chunk, vmdr_repo_has_chunk,
+ * vmdr_repo_get_chunk and vmdr_repo_get_chunks may be called from several
+ * threads at once (each with its own struct vmdr_zctx or
+ * vmdr_repo_reader); the other calls are not concurrent with them.
  */
 #ifndef VMDR_REPO_H
 #define VMDR_REPO_H
@@ -97,6 +98,41 @@ int vmdr_repo_flush (struct vmdr_repo *repo);
 int vmdr_repo_get_chunk (struct vmdr_repo *repo, struct vmdr_zctx *z,
                          const struct vmdr_digest *d, void *buf, size_t cap,
                          size_t *len);
+
+/* Per-thread state for vmdr_repo_get_chunks: a decompression context and
+ * the read buffer, kept from call to call (no allocation per chunk).
+ * 0, -ENOMEM. */
+struct vmdr_repo_reader;
+int vmdr_repo_reader_new (struct vmdr_repo *repo, struct vmdr_repo_reader **out);
+void vmdr_repo_reader_free (struct vmdr_repo_reader *rd);     /* NULL is fine */
+
+/* One chunk to read: the caller fills d, buf and cap; vmdr_repo_get_chunks
+ * sets err (0 or what vmdr_repo_get_chunk would return for it) and, when
+ * err is 0, len. */
+struct vmdr_chunk_get {
+  struct vmdr_digest d;
+  void *buf;
+  size_t cap;
+  size_t len;
+  int err;
+};
+
+/* The most chunks one vmdr_repo_get_chunks call takes, and the most bytes
+ * it reads from a pack at once. */
+#define VMDR_GET_CHUNKS_MAX 256
+#define VMDR_GET_READ_MAX (4u << 20)
+
+/* Read and verify the N chunks of REQ (every one, as vmdr_repo_get_chunk
+ * does), with one backend read for each run of blobs that lie close
+ * together in one pack (up to VMDR_GET_READ_MAX bytes, small gaps read
+ * and ignored): a full backup's chunks lie in pack order, so a disk's
+ * consecutive chunks come in a few large reads.  When such a read fails,
+ * its blobs are read one by one, so that each request gets its own
+ * error.  The same chunk may be asked for twice.  RD is the calling
+ * thread's.  0 (each request's err says how it went), or -EINVAL (N
+ * above VMDR_GET_CHUNKS_MAX) with no request touched. */
+int vmdr_repo_get_chunks (struct vmdr_repo *repo, struct vmdr_repo_reader *rd,
+                          struct vmdr_chunk_get *req, size_t n);
 
 /* Where chunk D is stored: 0 and the pack id, or -ENOENT. */
 int vmdr_repo_locate (struct vmdr_repo *repo, const struct vmdr_digest *d,
