@@ -17,12 +17,14 @@
 #include "cmd-repo.h"
 #include "failover.h"
 #include "progress.h"
+#include "rbd-replica.h"
 
 static void __attribute__((noreturn))
 usage (FILE *fp, int status)
 {
   fprintf (fp,
 "Usage: vmdr-failover -c DR_URI -r REPO [OPTIONS] DOMAIN\n"
+"       vmdr-failover -c DR_URI --rbd=REPLICA [OPTIONS] DOMAIN\n"
 "\n"
 "Bring DOMAIN up on the DR host DR_URI from its newest snapshot that is\n"
 "whole: its disks are restored into the DR storage (every chunk verified;\n"
@@ -32,9 +34,16 @@ usage (FILE *fp, int status)
 "age) and the RTO (how long this took).  Each step is logged on stderr.\n"
 "A rerun after a failure cleans up what the failed run left.\n"
 "\n"
+"With --rbd, no copy at all: DOMAIN starts from its warm replica in Ceph\n"
+"RBD (kept by vmdr-replicate --to rbd://...), its disks copy-on-write clones\n"
+"of the newest snapshot whole there, as libvirt network disks; the cephx\n"
+"key goes into a libvirt secret on the DR host.\n"
+"\n"
 "Options:\n"
 "  -c, --connect=URI      the DR host's libvirt (required)\n"
 "  -r, --repo=REPO        the repository (default: $VMDR_REPO)\n"
+"      --rbd=REPLICA      start from the RBD replica\n"
+"                         rbd://POOL[/PREFIX]?conf=CEPH.CONF&id=USER\n"
 "      --at=TIME          the newest snapshot at or before TIME (ISO 8601)\n"
 "      --storage=DIR      where the images go (default /var/lib/libvirt/images)\n"
 "      --format=FMT       qcow2 (default) or raw\n"
@@ -88,9 +97,13 @@ print_text (const char *domain, const struct opts *o, const struct vmdr_failover
   printf ("  RPO       %.1f s\n", rep->rpo_seconds);
   printf ("  RTO       %.1f s\n", rep->rto_seconds);
   for (size_t i = 0; i < f->ndisks; i++)
-    printf ("  disk      %s %s (%s data) %s\n", f->disks[i].target,
-            cmd_size (f->disks[i].virtual_size, size), cmd_size (f->disks[i].bytes, data),
-            f->disks[i].path);
+    if (strncmp (f->disks[i].path, "rbd:", 4) == 0)
+      printf ("  disk      %s %s (copy-on-write clone) %s\n", f->disks[i].target,
+              cmd_size (f->disks[i].virtual_size, size), f->disks[i].path);
+    else
+      printf ("  disk      %s %s (%s data) %s\n", f->disks[i].target,
+              cmd_size (f->disks[i].virtual_size, size), cmd_size (f->disks[i].bytes, data),
+              f->disks[i].path);
   for (size_t i = 0; i < rep->nwarnings; i++)
     printf ("  warning   %s\n", rep->warnings[i]);
   for (size_t i = 0; i < rep->guest.warnings.n; i++)
@@ -135,13 +148,57 @@ print_json (const char *domain, int r, const struct opts *o,
   json_object_put (j);
 }
 
+static int
+exit_status (int r, const struct vmdr_failover_report *rep)
+{
+  if (r == -EBUSY)
+    return VMDR_EXIT_BUSY;
+  if (r < 0)
+    return VMDR_EXIT_FAILED;
+  return rep->nwarnings || rep->guest.warnings.n ? VMDR_EXIT_WARNINGS : VMDR_EXIT_OK;
+}
+
+/* --rbd: the exit status. */
+static int
+failover_rbd (const char *address, const char *domain, struct opts *o)
+{
+  struct vmdr_failover_report rep;
+  struct vmdr_rbd *rbd;
+  virConnectPtr conn;
+  char error[768];
+  int r;
+
+  if ((conn = cmd_libvirt_connect (o->uri)) == NULL)
+    return VMDR_EXIT_FAILED;
+  if (vmdr_rbd_open (address, &rbd, error, sizeof error) < 0) {
+    cli_error ("%s", error);
+    virConnectClose (conn);
+    return VMDR_EXIT_FAILED;
+  }
+  progress_init (&o->prog, 0);  /* nothing is copied: no progress to show */
+  o->f.step = o->quiet ? NULL : log_step;
+  o->f.sopaque = o;
+  r = vmdr_failover_rbd (conn, rbd, domain, &o->f, &rep);
+  if (r < 0)
+    cli_error ("%s", rep.error);
+  if (o->json)
+    print_json (domain, r, o, &rep);
+  else if (r == 0)
+    print_text (domain, o, &rep);
+  vmdr_restore_result_clear (&rep.files);
+  vmdr_rbd_close (rbd);
+  virConnectClose (conn);
+  return exit_status (r, &rep);
+}
+
 int
 main (int argc, char **argv)
 {
-  enum { AT = CHAR_MAX + 1, STORAGE, FORMAT, TEST, FORCE, JSON, PROGRESS, NO_PROGRESS };
+  enum { AT = CHAR_MAX + 1, STORAGE, FORMAT, TEST, FORCE, JSON, PROGRESS, NO_PROGRESS, RBD };
   static const struct option lopts[] = {
     { "connect", required_argument, NULL, 'c' },
     { "repo", required_argument, NULL, 'r' },
+    { "rbd", required_argument, NULL, RBD },
     { "at", required_argument, NULL, AT },
     { "storage", required_argument, NULL, STORAGE },
     { "format", required_argument, NULL, FORMAT },
@@ -158,7 +215,8 @@ main (int argc, char **argv)
   };
   struct opts o = { .f = { .storage = "/var/lib/libvirt/images", .format = "qcow2",
                            .threads = 2, .wait_seconds = 60 } };
-  const char *repo_opt = NULL, *address;
+  const char *repo_opt = NULL, *address, *rbd_opt = NULL;
+  bool storage_given = false, format_given = false;
   struct vmdr_failover_report rep;
   struct vmdr_repo *repo;
   virConnectPtr conn;
@@ -171,11 +229,17 @@ main (int argc, char **argv)
     case 'c': o.uri = optarg; break;
     case 'r': repo_opt = optarg; break;
     case AT: o.f.at = optarg; break;
-    case STORAGE: o.f.storage = optarg; break;
+    case STORAGE: o.f.storage = optarg; storage_given = true; break;
     case FORMAT:
       if (!vmdr_restore_format_valid (optarg))
         cli_usage_error ("invalid --format '%s' (raw or qcow2)", optarg);
       o.f.format = optarg;
+      format_given = true;
+      break;
+    case RBD:
+      if (!vmdr_rbd_address_is (optarg))
+        cli_usage_error ("invalid --rbd '%s' (rbd://POOL[/PREFIX]?conf=FILE&id=NAME)", optarg);
+      rbd_opt = optarg;
       break;
     case TEST: o.f.test = true; break;
     case FORCE: o.f.force = true; break;
@@ -195,6 +259,11 @@ main (int argc, char **argv)
     cli_usage_error ("no domain given");
   if (argc - optind > 1)
     cli_usage_error ("one domain at a time ('%s' is extra)", argv[optind + 1]);
+  if (rbd_opt && (repo_opt || storage_given || format_given))
+    cli_usage_error ("--rbd starts from the replica: no %s", repo_opt ? "-r" :
+                     storage_given ? "--storage" : "--format");
+  if (rbd_opt)
+    return failover_rbd (rbd_opt, argv[optind], &o);
   address = cmd_repo_address (repo_opt);
   if ((conn = cmd_libvirt_connect (o.uri)) == NULL)
     return VMDR_EXIT_FAILED;
@@ -219,9 +288,5 @@ main (int argc, char **argv)
   vmdr_restore_result_clear (&rep.files);
   vmdr_repo_close (repo);
   virConnectClose (conn);
-  if (r == -EBUSY)
-    return VMDR_EXIT_BUSY;
-  if (r < 0)
-    return VMDR_EXIT_FAILED;
-  return rep.nwarnings || rep.guest.warnings.n ? VMDR_EXIT_WARNINGS : VMDR_EXIT_OK;
+  return exit_status (r, &rep);
 }

@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "cmd-repo.h"
 #include "progress.h"
+#include "rbd-replica.h"
 #include "size.h"
 #include "sync.h"
 
@@ -31,6 +32,13 @@ usage (FILE *fp, int status)
 "with SRC's chunking, if it is not a repository yet.  Snapshots pruned at\n"
 "SRC stay at DST.\n"
 "\n"
+"DST may also be a warm replica in Ceph RBD,\n"
+"  rbd://POOL[/PREFIX]?conf=CEPH.CONF&id=USER[&keyring=FILE]\n"
+"one RBD image per disk ([PREFIX-]DOMAIN-TARGET): each snapshot is written\n"
+"into it as what changed since the last one replicated, then kept as the\n"
+"RBD snapshot vmdr-TIME; vmdr-failover --rbd starts guests from them.\n"
+"The cephx key comes from the keyring the conf names, never the command line.\n"
+"\n"
 "Options:\n"
 "  -r, --repo=SRC         the source repository (default: $VMDR_REPO)\n"
 "      --to=DST           the destination repository\n"
@@ -45,7 +53,7 @@ usage (FILE *fp, int status)
 "  -V, --version          show the version and exit\n"
 "\n"
 "Exit status: 0 done, 1 failed (or a snapshot could not be copied), 2 usage,\n"
-"4 a writer or GC holds a domain at DST.\n");
+"4 a writer or GC (or another replicate, for RBD) holds a domain at DST.\n");
   exit (status);
 }
 
@@ -121,6 +129,74 @@ print_json (int r, const struct vmdr_sync_stats *st, double secs)
   json_object_object_add (j, "warnings", w);
   printf ("%s\n", json_object_to_json_string_ext (j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
   json_object_put (j);
+}
+
+static void
+print_rbd_json (int r, const struct vmdr_rbd_stats *st, double secs)
+{
+  json_object *j = json_object_new_object (), *w = json_object_new_array ();
+
+  json_object_object_add (j, "ok", json_object_new_boolean (r == 0));
+  json_object_object_add (j, "target", json_object_new_string ("rbd"));
+  json_object_object_add (j, "seconds", json_object_new_double (secs));
+  json_object_object_add (j, "snapshots_applied", json_object_new_int64 ((int64_t) st->snapshots_applied));
+  json_object_object_add (j, "snapshots_present", json_object_new_int64 ((int64_t) st->snapshots_present));
+  json_object_object_add (j, "snapshots_older", json_object_new_int64 ((int64_t) st->snapshots_older));
+  json_object_object_add (j, "snapshots_failed", json_object_new_int64 ((int64_t) st->snapshots_failed));
+  json_object_object_add (j, "images_created", json_object_new_int64 ((int64_t) st->images_created));
+  json_object_object_add (j, "rollbacks", json_object_new_int64 ((int64_t) st->rollbacks));
+  json_object_object_add (j, "chunks_written", json_object_new_int64 ((int64_t) st->chunks_written));
+  json_object_object_add (j, "bytes_written", json_object_new_int64 ((int64_t) st->bytes_written));
+  json_object_object_add (j, "bytes_zeroed", json_object_new_int64 ((int64_t) st->bytes_zeroed));
+  json_object_object_add (j, "bytes_read", json_object_new_int64 ((int64_t) st->bytes_read));
+  for (size_t i = 0; i < st->nwarnings; i++)
+    json_object_array_add (w, json_object_new_string (st->warnings[i]));
+  json_object_object_add (j, "warnings", w);
+  printf ("%s\n", json_object_to_json_string_ext (j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+  json_object_put (j);
+}
+
+/* Bring the RBD replica at o->to up to date; the exit status. */
+static int
+replicate_rbd (struct vmdr_repo *src, struct opts *o)
+{
+  struct vmdr_rbd_opts ro = {
+    .domains = o->s.domains, .ndomains = o->s.ndomains, .since = o->s.since,
+    .bwlimit = o->s.bwlimit, .threads = o->s.threads, .step = log_step, .sopaque = o,
+    .progress = progress_cb, .popaque = &o->prog,
+  };
+  struct vmdr_rbd_stats st = { 0 };
+  struct vmdr_rbd *rbd;
+  char error[768], written[16], zeroed[16];
+  double t0 = cmd_now ();
+  int r;
+
+  if ((r = vmdr_rbd_open (o->to, &rbd, error, sizeof error)) < 0) {
+    cli_error ("%s", error);
+    if (o->json)
+      print_rbd_json (r, &st, cmd_now () - t0);
+    return VMDR_EXIT_FAILED;
+  }
+  r = vmdr_rbd_replicate (src, rbd, &ro, &st);
+  progress_end (&o->prog);
+  vmdr_rbd_close (rbd);
+  if (r == -EINVAL)
+    cli_usage_error ("invalid --since '%s'", o->s.since);
+  else if (r == -EBUSY)
+    cli_error ("another run holds a domain at '%s'; try again later", o->to);
+  /* The other errors are in the warnings, with where they happened. */
+  for (size_t i = 0; i < st.nwarnings && !o->json; i++)
+    if (!o->quiet || r < 0)
+      cli_error ("%s", st.warnings[i]);
+  if (r < 0 && r != -EBUSY && r != -EBADMSG && st.nwarnings == 0)
+    cli_error ("cannot replicate to '%s': %s", o->to, strerror (-r));
+  if (o->json)
+    print_rbd_json (r, &st, cmd_now () - t0);
+  else if (!o->quiet && r == 0)
+    printf ("%zu snapshot%s applied (%zu already there), %s written, %s zeroed\n",
+            st.snapshots_applied, st.snapshots_applied == 1 ? "" : "s", st.snapshots_present,
+            cmd_size (st.bytes_written, written), cmd_size (st.bytes_zeroed, zeroed));
+  return r == -EBUSY ? VMDR_EXIT_BUSY : r < 0 ? VMDR_EXIT_FAILED : VMDR_EXIT_OK;
 }
 
 /* Run the copy; the exit status. */
@@ -211,6 +287,12 @@ main (int argc, char **argv)
     cli_usage_error ("the source and the destination are the same");
   if ((src = cmd_open_repo (address, true)) == NULL)
     return VMDR_EXIT_FAILED;
+  if (vmdr_rbd_address_is (o.to)) {
+    progress_init (&o.prog, o.quiet ? 0 : show);
+    status = replicate_rbd (src, &o);
+    vmdr_repo_close (src);
+    return status;
+  }
   if ((dst = open_dst (o.to, src, o.quiet)) == NULL) {
     vmdr_repo_close (src);
     return VMDR_EXIT_FAILED;

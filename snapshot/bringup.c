@@ -142,20 +142,17 @@ source_xml (virConnectPtr conn, const struct vmdr_manifest *m,
 }
 
 static int
-rewrite (const char *xml, const struct vmdr_manifest *m, const struct vmdr_restore_result *files,
-         const struct vmdr_bringup_opts *o, struct vmdr_bringup_result *res, char **out)
+rewrite (const char *xml, const struct vmdr_manifest *m, const struct vmdr_xml_disk_map *map,
+         size_t nmap, const struct vmdr_bringup_opts *o, struct vmdr_bringup_result *res,
+         char **out)
 {
-  struct vmdr_xml_disk_map map[VMDR_MAX_DISKS];
   struct vmdr_xml_rewrite rw = {
     .name = resumes (o) ? NULL : res->name, .new_identity = !keeps_identity (o), .disks = map,
-    .ndisks = files->ndisks, .network = o->test_lab ? VMDR_LAB_NETWORK : NULL,
+    .ndisks = nmap, .network = o->test_lab ? VMDR_LAB_NETWORK : NULL,
     .strict = resumes (o), .snapshot_id = m->id, .lab = o->test_lab,
   };
   int r;
 
-  for (size_t i = 0; i < files->ndisks && i < VMDR_MAX_DISKS; i++)
-    map[i] = (struct vmdr_xml_disk_map) { files->disks[i].target, files->disks[i].path,
-                                          files->disks[i].format };
   r = vmdr_domain_xml_rewrite (xml, strlen (xml), &rw, out, &res->warnings);
   if (r == -ENOTSUP && res->warnings.n > 0)
     return FAIL (res, r, "cannot resume '%s' from memory here: %s", m->domain,
@@ -166,18 +163,17 @@ rewrite (const char *xml, const struct vmdr_manifest *m, const struct vmdr_resto
   return 0;
 }
 
-/* Start or resume the defined DOM. */
+/* Start or resume (from MEMORY_PATH) the defined DOM. */
 static int
-run (virConnectPtr conn, virDomainPtr dom, const char *xml,
-     const struct vmdr_restore_result *files, const struct vmdr_bringup_opts *o,
-     struct vmdr_bringup_result *res)
+run (virConnectPtr conn, virDomainPtr dom, const char *xml, const char *memory_path,
+     const struct vmdr_bringup_opts *o, struct vmdr_bringup_result *res)
 {
   if (resumes (o)) {
-    if (virDomainRestoreFlags (conn, files->memory_path, xml, VIR_DOMAIN_SAVE_RUNNING) < 0)
+    if (virDomainRestoreFlags (conn, memory_path, xml, VIR_DOMAIN_SAVE_RUNNING) < 0)
       return FAIL (res, -EIO, "cannot resume '%s' from its memory image: %s", res->name,
                    virGetLastErrorMessage ());
     res->started = res->resumed = true;
-    unlink (files->memory_path);  /* consumed: the guest runs from it now */
+    unlink (memory_path);         /* consumed: the guest runs from it now */
     return 0;
   }
   if (o->start) {
@@ -188,10 +184,10 @@ run (virConnectPtr conn, virDomainPtr dom, const char *xml,
   return 0;
 }
 
-int
-vmdr_bringup (virConnectPtr conn, const struct vmdr_manifest *m,
-              const struct vmdr_restore_result *files,
-              const struct vmdr_bringup_opts *o, struct vmdr_bringup_result *res)
+static int
+bring_up (virConnectPtr conn, const struct vmdr_manifest *m, const struct vmdr_xml_disk_map *map,
+          size_t nmap, const struct vmdr_restore_result *files,
+          const struct vmdr_bringup_opts *o, struct vmdr_bringup_result *res)
 {
   _cleanup_free_ char *xml = NULL, *defxml = NULL;
   char err[256];
@@ -207,7 +203,7 @@ vmdr_bringup (virConnectPtr conn, const struct vmdr_manifest *m,
     return r;
   if ((xml = source_xml (conn, m, files, o, res)) == NULL)
     return -EIO;
-  if ((r = rewrite (xml, m, files, o, res, &defxml)) < 0)
+  if ((r = rewrite (xml, m, map, nmap, o, res, &defxml)) < 0)
     return r;
   if (o->test_lab && (r = vmdr_lab_network_ensure (conn, VMDR_LAB_NETWORK, err, sizeof err)) < 0)
     return FAIL (res, r, "cannot set up the test-lab network: %s", err);
@@ -215,10 +211,87 @@ vmdr_bringup (virConnectPtr conn, const struct vmdr_manifest *m,
     return FAIL (res, -EIO, "cannot define '%s': %s", res->name, virGetLastErrorMessage ());
   res->defined = true;
   virDomainGetUUIDString (dom, res->uuid);
-  if ((r = run (conn, dom, defxml, files, o, res)) < 0) {
+  if ((r = run (conn, dom, defxml, files->memory_path, o, res)) < 0) {
     virDomainUndefineFlags (dom, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_NVRAM);
     res->defined = false;
   }
   virDomainFree (dom);
+  return r;
+}
+
+int
+vmdr_bringup (virConnectPtr conn, const struct vmdr_manifest *m,
+              const struct vmdr_restore_result *files,
+              const struct vmdr_bringup_opts *o, struct vmdr_bringup_result *res)
+{
+  struct vmdr_xml_disk_map map[VMDR_MAX_DISKS];
+  size_t n = files->ndisks < VMDR_MAX_DISKS ? files->ndisks : VMDR_MAX_DISKS;
+
+  for (size_t i = 0; i < n; i++)
+    map[i] = (struct vmdr_xml_disk_map) { files->disks[i].target, files->disks[i].path,
+                                          files->disks[i].format, NULL };
+  return bring_up (conn, m, map, n, files, o, res);
+}
+
+int
+vmdr_bringup_disks (virConnectPtr conn, const struct vmdr_manifest *m,
+                    const struct vmdr_xml_disk_map *map, size_t n,
+                    const struct vmdr_bringup_opts *o, struct vmdr_bringup_result *res)
+{
+  struct vmdr_restore_result none = { 0 };
+
+  if (o->memory) {
+    memset (res, 0, sizeof *res);
+    return FAIL (res, -EINVAL, "no memory image to resume from");
+  }
+  return bring_up (conn, m, map, n, &none, o, res);
+}
+
+int
+vmdr_bringup_clear (virConnectPtr conn, const struct vmdr_manifest *m,
+                    const struct vmdr_bringup_opts *o, struct vmdr_bringup_result *res)
+{
+  int r;
+
+  memset (res, 0, sizeof *res);
+  if (!o->force)
+    return 0;
+  if ((r = vmdr_bringup_name (m, o, res->name, res->error, sizeof res->error)) < 0)
+    return r;
+  return remove_in_the_way (conn, m, o, res);
+}
+
+int
+vmdr_bringup_ceph_secret (virConnectPtr conn, const char *user, const char *fsid,
+                          const uint8_t *key, size_t keylen, char *uuid,
+                          char *error, size_t errlen)
+{
+  char usage[256], xml[768];
+  virSecretPtr s;
+  int r = 0;
+
+  for (const char *p = user; *p; p++)   /* goes into XML unescaped */
+    if (strchr ("<>&'\"", *p))
+      return fail (error, errlen, -EINVAL, "invalid Ceph user '%s'", user);
+  for (const char *p = fsid; *p; p++)
+    if (strchr ("<>&'\"", *p))
+      return fail (error, errlen, -EINVAL, "invalid Ceph fsid '%s'", fsid);
+  snprintf (usage, sizeof usage, "vmdr client.%s@%s", user, fsid);
+  if ((s = virSecretLookupByUsage (conn, VIR_SECRET_USAGE_TYPE_CEPH, usage)) == NULL) {
+    snprintf (xml, sizeof xml,
+              "<secret ephemeral='no' private='yes'>"
+              "<description>cephx key of client.%s, for guests started by vmdr</description>"
+              "<usage type='ceph'><name>%s</name></usage></secret>", user, usage);
+    if ((s = virSecretDefineXML (conn, xml, 0)) == NULL)
+      return fail (error, errlen, -EIO, "cannot define the libvirt secret for client.%s: %s",
+                   user, virGetLastErrorMessage ());
+  }
+  if (virSecretSetValue (s, key, keylen, 0) < 0)
+    r = fail (error, errlen, -EIO, "cannot set the libvirt secret for client.%s: %s", user,
+              virGetLastErrorMessage ());
+  else if (virSecretGetUUIDString (s, uuid) < 0)
+    r = fail (error, errlen, -EIO, "cannot read the libvirt secret's UUID: %s",
+              virGetLastErrorMessage ());
+  virSecretFree (s);
   return r;
 }

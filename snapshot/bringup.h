@@ -54,4 +54,27 @@ int vmdr_bringup (virConnectPtr conn, const struct vmdr_manifest *m,
                   const struct vmdr_restore_result *files,
                   const struct vmdr_bringup_opts *o, struct vmdr_bringup_result *res);
 
+/* vmdr_bringup on disks given as a map (local files or RBD network
+ * disks, see domain-xml.h) instead of restored files; no memory image
+ * (o->memory must be false).  Same contract otherwise. */
+int vmdr_bringup_disks (virConnectPtr conn, const struct vmdr_manifest *m,
+                        const struct vmdr_xml_disk_map *map, size_t n,
+                        const struct vmdr_bringup_opts *o, struct vmdr_bringup_result *res);
+
+/* With o->force: destroy and undefine what is in the way of M's guest
+ * now, before its disks are made (an RBD clone in use by a running guest
+ * cannot be replaced).  Without: nothing.  0 or -errno, res->error saying
+ * what failed. */
+int vmdr_bringup_clear (virConnectPtr conn, const struct vmdr_manifest *m,
+                        const struct vmdr_bringup_opts *o, struct vmdr_bringup_result *res);
+
+/* The libvirt secret (usage type ceph, "vmdr client.USER@FSID") that holds
+ * the cephx key KEY (KEYLEN raw bytes) on CONN: defined if missing, its
+ * value set (the key may have changed), private (libvirt never shows it).
+ * UUID gets its UUID (VIR_UUID_STRING_BUFLEN bytes).  0 or -errno, ERROR
+ * saying what failed. */
+int vmdr_bringup_ceph_secret (virConnectPtr conn, const char *user, const char *fsid,
+                              const uint8_t *key, size_t keylen, char *uuid,
+                              char *error, size_t errlen);
+
 #endif

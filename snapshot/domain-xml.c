@@ -349,6 +349,38 @@ strip_indexes (xmlNode *n)
   }
 }
 
+/* <source protocol='rbd' name=...> with the monitors and the conf file,
+ * and the cephx <auth> beside it. */
+static int
+rbd_source (xmlNode *d, const struct vmdr_xml_rbd_disk *r, xmlNode **out)
+{
+  xmlNode *ns = xmlNewNode (NULL, (const xmlChar *) "source"), *h, *a, *sec;
+  char port[16];
+
+  *out = ns;
+  if (ns == NULL)
+    return -ENOMEM;
+  if (set (ns, "protocol", "rbd") < 0 || set (ns, "name", r->name) < 0)
+    return -ENOMEM;
+  for (size_t i = 0; i < r->nhosts; i++) {
+    snprintf (port, sizeof port, "%u", r->hosts[i].port);
+    if ((h = xmlNewChild (ns, NULL, (const xmlChar *) "host", NULL)) == NULL ||
+        set (h, "name", r->hosts[i].name) < 0 || set (h, "port", port) < 0)
+      return -ENOMEM;
+  }
+  if (r->config && ((h = xmlNewChild (ns, NULL, (const xmlChar *) "config", NULL)) == NULL ||
+                    set (h, "file", r->config) < 0))
+    return -ENOMEM;
+  if (r->username == NULL)
+    return 0;
+  if ((a = xmlNewChild (d, NULL, (const xmlChar *) "auth", NULL)) == NULL ||
+      set (a, "username", r->username) < 0 ||
+      (sec = xmlNewChild (a, NULL, (const xmlChar *) "secret", NULL)) == NULL ||
+      set (sec, "type", "ceph") < 0 || set (sec, "uuid", r->secret_uuid) < 0)
+    return -ENOMEM;
+  return 0;
+}
+
 static int
 map_disk (struct rw *rw, xmlNode *d, const char *target, const struct vmdr_xml_disk_map *m)
 {
@@ -360,9 +392,15 @@ map_disk (struct rw *rw, xmlNode *d, const char *target, const struct vmdr_xml_d
     drop_children (d, gone[i]);
   /* A new <source>: the old one's children (<host>, <auth>, <slices>,
    * <reservations>, <encryption>) belonged to the old storage. */
-  if ((ns = xmlNewNode (NULL, (const xmlChar *) "source")) == NULL)
+  if (m->rbd) {
+    int r = rbd_source (d, m->rbd, &ns);
+    if (r < 0) {
+      xmlFreeNode (ns);
+      return r;
+    }
+  } else if ((ns = xmlNewNode (NULL, (const xmlChar *) "source")) == NULL) {
     return -ENOMEM;
-  if (set (ns, "file", m->path) < 0) {
+  } else if (set (ns, "file", m->path) < 0) {
     xmlFreeNode (ns);
     return -ENOMEM;
   }
@@ -380,7 +418,7 @@ map_disk (struct rw *rw, xmlNode *d, const char *target, const struct vmdr_xml_d
     xmlAddPrevSibling (d->children, drv);
   }
   if (set (drv, "name", "qemu") < 0 || set (drv, "type", m->format) < 0 ||
-      set (d, "type", "file") < 0)
+      set (d, "type", m->rbd ? "network" : "file") < 0)
     return -ENOMEM;
   if (prop_is (d, "device", "lun")) {   /* SCSI passthrough needs a host device */
     unset (d, "sgio");
@@ -800,7 +838,8 @@ record (struct rw *rw, xmlNode *root, const char *oldname)
   for (size_t i = 0; i < o->ndisks; i++) {
     xmlNode *img = xmlNewChild (e, ns, (const xmlChar *) "image", NULL);
     if (img == NULL || set (img, "target", o->disks[i].target) < 0 ||
-        set (img, "path", o->disks[i].path) < 0)
+        (o->disks[i].rbd ? set (img, "rbd", o->disks[i].rbd->name)
+                         : set (img, "path", o->disks[i].path)) < 0)
       return -ENOMEM;
   }
   return 0;
@@ -817,6 +856,25 @@ printable (const char *s, size_t max)
   return n > 0;
 }
 
+static bool
+rbd_ok (const struct vmdr_xml_disk_map *m)
+{
+  const struct vmdr_xml_rbd_disk *r = m->rbd;
+
+  if (strcmp (m->format, "raw") != 0 || r->name == NULL || !printable (r->name, MAX_PATH - 1) ||
+      strchr (r->name, '/') == NULL || r->nhosts > VMDR_XML_MAX_HOSTS ||
+      (r->nhosts && r->hosts == NULL) ||
+      (r->config && (!printable (r->config, MAX_PATH - 1) || r->config[0] != '/')) ||
+      (r->username && (!printable (r->username, 255) || r->secret_uuid == NULL ||
+                       !printable (r->secret_uuid, 36))))
+    return false;
+  for (size_t i = 0; i < r->nhosts; i++)
+    if (r->hosts[i].name == NULL || !printable (r->hosts[i].name, 255) ||
+        r->hosts[i].port == 0 || r->hosts[i].port > 65535)
+      return false;
+  return true;
+}
+
 /* Options a caller could get wrong: refused before anything is parsed. */
 static bool
 options_ok (const struct vmdr_xml_rewrite *o)
@@ -830,8 +888,9 @@ options_ok (const struct vmdr_xml_rewrite *o)
     return false;
   for (size_t i = 0; i < o->ndisks; i++) {
     const struct vmdr_xml_disk_map *m = &o->disks[i];
-    if (m->target == NULL || m->path == NULL || m->format == NULL ||
-        !printable (m->target, 31) || !printable (m->path, MAX_PATH - 1) || m->path[0] != '/' ||
+    if (m->target == NULL || m->format == NULL || !printable (m->target, 31) ||
+        (m->rbd && !rbd_ok (m)) ||
+        (!m->rbd && (m->path == NULL || !printable (m->path, MAX_PATH - 1) || m->path[0] != '/')) ||
         (strcmp (m->format, "raw") != 0 && strcmp (m->format, "qcow2") != 0))
       return false;
     for (size_t j = 0; j < i; j++)
@@ -924,6 +983,8 @@ read_images (xmlNode *e, char ***images, size_t *nimages)
   for (xmlNode *c = e->children; c && r == 0; c = c->next) {
     if (!is (c, "image") || !has_ns (c, VMDR_XMLNS_RESTORE))
       continue;
+    if (xmlHasProp (c, (const xmlChar *) "rbd") && !xmlHasProp (c, (const xmlChar *) "path"))
+      continue;                 /* an RBD image: not a file */
     if (n == VMDR_XML_MAX_DISKS ||
         (r = attr (c, "path", path, sizeof path)) < 0 || path[0] != '/')
       r = r < 0 ? r : -EBADMSG;

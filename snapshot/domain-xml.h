@@ -46,10 +46,34 @@ bool vmdr_disk_backed_up (const struct vmdr_domain_disk *d);
 #define VMDR_XMLNS_RESTORE "https://vmdr.dev/xmlns/restore/1"
 #define VMDR_XML_MAX_DISKS 256
 
+/* A Ceph monitor as libvirt's <host> gives it to QEMU. */
+struct vmdr_xml_host {
+  const char *name;             /* an address or a host name */
+  unsigned port;                /* 1 .. 65535 */
+};
+
+/* A disk on a Ceph RBD image (a libvirt network disk) instead of a file. */
+#define VMDR_XML_MAX_HOSTS 16
+struct vmdr_xml_rbd_disk {
+  const char *name;             /* "POOL/IMAGE" */
+  const struct vmdr_xml_host *hosts;    /* the monitors; may be NULL ... */
+  size_t nhosts;                /* ... when 0 (at most VMDR_XML_MAX_HOSTS):
+                                 * QEMU finds them in CONFIG */
+  const char *config;           /* a ceph.conf on the target host, absolute;
+                                 * NULL: none (<config file=...>) */
+  const char *username;         /* cephx user without "client."; NULL: no <auth> */
+  const char *secret_uuid;      /* with USERNAME: the libvirt secret (usage
+                                 * type ceph) that holds the user's key */
+};
+
 struct vmdr_xml_disk_map {
   const char *target;           /* "vda" */
-  const char *path;             /* the restored image, a local file; absolute */
-  const char *format;           /* "raw" or "qcow2" */
+  const char *path;             /* the restored image, a local file; absolute
+                                 * (ignored, may be NULL, with RBD) */
+  const char *format;           /* "raw" or "qcow2" ("raw" with RBD) */
+  const struct vmdr_xml_rbd_disk *rbd;  /* non-NULL: the disk becomes
+                                         * <disk type='network'> on this
+                                         * RBD image */
 };
 
 /* What was done instead of what the saved XML asked for, one sentence each,
@@ -97,14 +121,17 @@ struct vmdr_xml_rewrite {
  *   - a new name or identity also drops the UEFI variable store's path
  *     (libvirt makes a new one from the template; a warning says so);
  *   - disks in O->disks become local files of their format (no backing
- *     chain, no network source, no encryption: the restored image is plain);
+ *     chain, no network source, no encryption: the restored image is plain),
+ *     or, mapped to RBD, raw network disks with protocol 'rbd', their
+ *     monitors, conf file and cephx <auth>;
  *     other disks go with a warning; cdroms and floppies are ejected;
  *   - host devices (<hostdev>, <redirdev>, direct/hostdev/vdpa interfaces,
  *     TPM, input and smartcard passthrough) go with a warning; serial,
  *     console and parallel ports writing to a host file, device or pipe
  *     become ptys with a warning;
  *   - <metadata> gets <vmdr:restore snapshot= lab= domain=> (namespace
- *     VMDR_XMLNS_RESTORE) listing every restored image, replacing any
+ *     VMDR_XMLNS_RESTORE) listing every restored image (<vmdr:image
+ *     target= path=>, or rbd='POOL/IMAGE' for an RBD disk), replacing any
  *     earlier one.
  *
  * *OUT is malloc'd, NUL-terminated XML.  W may be NULL; it is reset first.
@@ -117,8 +144,9 @@ int vmdr_domain_xml_rewrite (const char *xml, size_t len, const struct vmdr_xml_
                              char **out, struct vmdr_xml_warnings *w);
 
 /* Read back the metadata vmdr_domain_xml_rewrite() recorded: whether the
- * guest is a test-lab guest, the restored images (*IMAGES and each of its
- * strings malloc'd; free with vmdr_strv_free; IMAGES may be NULL), and the
+ * guest is a test-lab guest, the restored image files (*IMAGES and each of
+ * its strings malloc'd; free with vmdr_strv_free; IMAGES may be NULL; RBD
+ * images are not files and not listed), and the
  * snapshot id ("" if none; SNAPSHOT may be NULL).  0, -ENOENT (a domain
  * without vmdr metadata: not vmdr's), -EBADMSG (not a domain XML, or a value
  * does not fit), -ENOMEM.  Outputs are untouched on failure. */

@@ -48,4 +48,20 @@ struct vmdr_failover_report {
 int vmdr_failover (virConnectPtr conn, struct vmdr_repo *repo, const char *domain,
                    const struct vmdr_failover_opts *o, struct vmdr_failover_report *rep);
 
+/* ---- from a warm RBD replica (replicate/rbd-replica.h) ------------------
+ *
+ * No copy: each disk of the newest snapshot that is whole on the replica
+ * (every disk's image has its vmdr-TIME snapshot) becomes a copy-on-write
+ * clone of that snapshot, [PREFIX-]NAME-TARGET.failover (NAME the guest's
+ * name on the target), and the guest is defined on libvirt network disks
+ * (protocol rbd) with the user's cephx key in a libvirt secret, and
+ * booted (a replica holds no memory image).  A clone left by an earlier
+ * failover of the same guest that did not finish is replaced; one a
+ * running guest uses is refused unless o->force.  o->storage, o->format
+ * and o->threads do not apply; rep->files lists the clones as
+ * "rbd:POOL/IMAGE" paths.  Errors as vmdr_failover's. */
+struct vmdr_rbd;
+int vmdr_failover_rbd (virConnectPtr conn, struct vmdr_rbd *rbd, const char *domain,
+                       const struct vmdr_failover_opts *o, struct vmdr_failover_report *rep);
+
 #endif
