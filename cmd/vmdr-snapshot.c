@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <json-c/json.h>
 #include <libvirt/virterror.h>
 
+#include "cleanup.h"
 #include "cli.h"
 #include "cmd-repo.h"
 #include "live.h"
@@ -83,6 +85,21 @@ parse_disks (struct opts *o, const char *arg)
   o->live.disks = o->disks;
 }
 
+/* {"base": FULL, "length": N, "complete": true}; null when unknown. */
+static json_object *
+chain_json (const struct vmdr_chain *c)
+{
+  json_object *o;
+
+  if (c->length == 0)
+    return NULL;
+  o = json_object_new_object ();
+  json_object_object_add (o, "base", json_object_new_string (c->base));
+  json_object_object_add (o, "length", json_object_new_int64 ((int64_t) c->length));
+  json_object_object_add (o, "complete", json_object_new_boolean (c->complete));
+  return o;
+}
+
 static json_object *
 result_json (const char *domain, int r, const struct vmdr_live_result *res, double secs)
 {
@@ -93,6 +110,7 @@ result_json (const char *domain, int r, const struct vmdr_live_result *res, doub
   json_object_object_add (o, "snapshot", r == 0 ? json_object_new_string (res->m.id) : NULL);
   json_object_object_add (o, "kind", r == 0 ? json_object_new_string (res->incremental ? "incremental" : "full") : NULL);
   json_object_object_add (o, "parent", r == 0 && res->m.parent[0] ? json_object_new_string (res->m.parent) : NULL);
+  json_object_object_add (o, "chain", r == 0 ? chain_json (&res->chain) : NULL);
   json_object_object_add (o, "seconds", json_object_new_double (secs));
   json_object_object_add (o, "bytes_read", json_object_new_int64 ((int64_t) res->bytes_read));
   json_object_object_add (o, "bytes_new", json_object_new_int64 ((int64_t) res->bytes_new));
@@ -144,6 +162,19 @@ one (virConnectPtr conn, struct vmdr_repo *repo, const char *domain,
   if (r < 0)
     return VMDR_EXIT_FAILED;
   return res.nwarnings ? VMDR_EXIT_WARNINGS : VMDR_EXIT_OK;
+}
+
+/* After a libvirtd restart the connection stays closed: open another for
+ * the next domain (if that fails, its lookup says why). */
+static void
+reconnect (virConnectPtr *conn, const char *uri)
+{
+  virConnectPtr c;
+
+  if (virConnectIsAlive (*conn) != 0 || (c = virConnectOpen (uri)) == NULL)
+    return;
+  virConnectClose (*conn);
+  *conn = c;
 }
 
 static void
@@ -212,8 +243,19 @@ main (int argc, char **argv)
   progress_init (&prog, o.quiet ? 0 : show);
   o.live.progress = progress_cb;
   o.live.popaque = &prog;
+  /* libvirtd and QEMU resolve paths in their own working directory. */
+  _cleanup_free_ char *scratch = realpath (o.live.scratch_dir, NULL);
+  if (scratch == NULL) {
+    cli_error ("cannot use scratch directory '%s': %m", o.live.scratch_dir);
+    return VMDR_EXIT_FAILED;
+  }
+  o.live.scratch_dir = scratch;
   address = cmd_repo_address (repo_opt);
   virSetErrorFunc (NULL, quiet_libvirt);
+  /* A libvirtd that restarts mid-run closes our connection: the call that
+   * finds out must fail with EPIPE, not kill us silently (libvirt leaves
+   * SIGPIPE to the application). */
+  signal (SIGPIPE, SIG_IGN);
   conn = virConnectOpen (o.uri);
   if (conn == NULL) {
     cli_error ("cannot connect to libvirt%s%s%s: %s", o.uri ? " at '" : "",
@@ -227,6 +269,7 @@ main (int argc, char **argv)
   json_object *all = json_object_new_array ();
   for (int i = optind; i < argc; i++) {
     progress_begin (&prog, argv[i]);
+    reconnect (&conn, o.uri);
     int s = one (conn, repo, argv[i], &o, all, &prog);
     /* The worst outcome decides: failed > busy > warnings > ok. */
     if (s == VMDR_EXIT_FAILED || (s == VMDR_EXIT_BUSY && status != VMDR_EXIT_FAILED) ||

@@ -431,10 +431,15 @@ record_checkpoint (struct run *run, struct vmdr_manifest *m)
   _cleanup_free_ char *xml = NULL;
   int r;
 
-  if (run->checkpoint[0] == '\0' || vmdr_checkpoint_exists (run->dom, run->checkpoint) != 1)
+  if (run->checkpoint[0] == '\0' || (r = vmdr_checkpoint_exists (run->dom, run->checkpoint)) == 0)
     return 0;                   /* no qcow2 disk, or shut off: no new checkpoint */
-  if ((r = vmdr_checkpoint_xml (run->dom, run->checkpoint, &xml)) < 0)
-    return fail (run->res, r, "cannot read checkpoint '%s': %s", run->checkpoint, vmdr_virt_error ());
+  if (r < 0 || (r = vmdr_checkpoint_xml (run->dom, run->checkpoint, &xml)) < 0) {
+    /* The data read is sound (e.g. libvirtd restarted mid-run): keep it,
+     * without a base for the next run. */
+    warn (run->res, "cannot read checkpoint '%s' (%s): the next snapshot will be full",
+          run->checkpoint, vmdr_virt_error ());
+    return 0;
+  }
   for (size_t i = 0, k = 0; i < run->info.ndisks; i++) {
     if (!run->selected[i])
       continue;
@@ -464,11 +469,43 @@ store_memory (struct run *run, struct vmdr_manifest *m)
   return 0;
 }
 
+#define RECONNECT_TRIES 120     /* a quarter of a second apart: 30 s */
+
+/* libvirtd restarted under us (an upgrade, a crash): the guest and the
+ * backup job live on in QEMU, so reconnect to record the checkpoint and end
+ * the job rather than lose the chain.  The caller's connection stays dead;
+ * the domain holds a reference to the new one. */
+static void
+revive (struct run *run)
+{
+  virConnectPtr old = virDomainGetConnect (run->dom), c = NULL;
+  _cleanup_free_ char *uri = NULL;
+  virDomainPtr dom;
+
+  /* The client notices a closed socket only when a call fails. */
+  if (virDomainIsActive (run->dom) >= 0 || virConnectIsAlive (old) != 0 ||
+      (uri = virConnectGetURI (old)) == NULL)
+    return;
+  for (int i = 0; i < RECONNECT_TRIES && c == NULL; i++)
+    if ((c = virConnectOpen (uri)) == NULL)
+      usleep (250 * 1000);
+  if (c == NULL)
+    return;                     /* the callers warn about what fails next */
+  dom = virDomainLookupByUUIDString (c, run->info.uuid);
+  virConnectClose (c);
+  if (dom == NULL)
+    return;
+  virDomainFree (run->dom);
+  run->dom = dom;
+}
+
 static int
 commit (struct run *run, struct vmdr_manifest *m)
 {
   int r;
 
+  if (!run->offline)
+    revive (run);
   if (run->o->memory && (r = store_memory (run, m)) < 0)
     return r;
   if ((r = vmdr_repo_flush (run->repo)) < 0)
@@ -598,6 +635,16 @@ locked (struct run *run)
   return r;
 }
 
+/* Reported, not needed: a chain that cannot be followed is a warning. */
+static void
+chain_position (struct run *run)
+{
+  int r = vmdr_manifest_chain (run->repo, &run->res->m, &run->res->chain);
+
+  if (r < 0)
+    warn (run->res, "cannot follow the chain of '%s' (%s)", run->res->m.id, strerror (-r));
+}
+
 int
 vmdr_snapshot_live (virConnectPtr conn, const char *domain, struct vmdr_repo *repo,
                     const struct vmdr_live_opts *o, struct vmdr_live_result *res)
@@ -609,6 +656,8 @@ vmdr_snapshot_live (virConnectPtr conn, const char *domain, struct vmdr_repo *re
   int r;
 
   memset (res, 0, sizeof *res);
+  if (o->scratch_dir[0] != '/')
+    return fail (res, -EINVAL, "scratch directory '%s' is not an absolute path", o->scratch_dir);
   r = load_domain (&run, conn, domain);
   if (r == 0) {
     r = vmdr_writer_lock (repo, run.info.name, &lock, &holder, &took_over);
@@ -622,6 +671,8 @@ vmdr_snapshot_live (virConnectPtr conn, const char *domain, struct vmdr_repo *re
     if (took_over)
       warn (res, "took over the lock of a run that died (pid %d)", (int) holder.pid);
     r = locked (&run);
+    if (r == 0)
+      chain_position (&run);
     vmdr_lock_release (lock);
   }
   if (r < 0)

@@ -23,7 +23,8 @@ struct vmdr_live_opts {
   bool full;                    /* never incremental */
   const char *const *disks;     /* targets to back up; NULL: all real disks */
   size_t ndisks;
-  const char *scratch_dir;      /* scratch files, the NBD socket, the memory file */
+  const char *scratch_dir;      /* scratch files, the NBD socket, the memory file;
+                                 * absolute: libvirtd and QEMU resolve it too */
   bool quiesce;                 /* freeze file systems through the guest agent */
   bool require_quiesce;         /* ... and fail without an agent */
   bool memory;                  /* capture RAM at the same point as the disks */
@@ -40,14 +41,19 @@ struct vmdr_live_result {
   uint64_t bytes_read, bytes_new;
   double pause_ms;              /* how long the guest was paused (--memory) */
   uint64_t memory_bytes;        /* size of the memory image */
+  struct vmdr_chain chain;      /* the snapshot's place in its chain; length 0: unknown */
   /* On failure: what failed, for the tool's one-line message. */
   char error[512];
 };
 
 /* Snapshot DOMAIN on CONN into REPO.  0 (res->nwarnings says whether it
  * went as asked), -ENOENT (no such domain or disk), -ENOTSUP (a shut-off
- * domain's disk has no local image: read through qemu-nbd), -EBUSY (another run holds the domain's lock, or a foreign
- * backup job runs), or another -errno; res->error describes failures. */
+ * domain's disk has no local image: read through qemu-nbd), -EBUSY (another
+ * run holds the domain's lock, or a foreign backup job runs), -EINVAL (a
+ * relative scratch_dir), or another -errno; res->error describes failures.
+ * When libvirtd restarts mid-run, the run reconnects by itself for what it
+ * still has to do (CONN stays closed: the caller reopens it for the next
+ * domain); the caller must ignore SIGPIPE, as libvirt requires. */
 int vmdr_snapshot_live (virConnectPtr conn, const char *domain,
                         struct vmdr_repo *repo, const struct vmdr_live_opts *o,
                         struct vmdr_live_result *res);

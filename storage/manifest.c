@@ -654,3 +654,45 @@ vmdr_snapshot_resolve (struct vmdr_repo *repo, const char *sel, char *id)
   vmdr_strv_free (ids, n);
   return best == SIZE_MAX ? -ENOENT : 0;
 }
+
+/* PARENT is an older snapshot of ID's domain: ids are "DOMAIN/TIME" with a
+ * fixed-width TIME, so this also rules out loops in damaged manifests. */
+static bool
+older_sibling (const char *parent, const char *id)
+{
+  const char *ps = strrchr (parent, '/'), *is = strrchr (id, '/');
+
+  return ps && is && ps - parent == is - id && memcmp (parent, id, (size_t) (is - id)) == 0 &&
+         strcmp (ps, is) < 0;
+}
+
+int
+vmdr_manifest_chain (struct vmdr_repo *repo, const struct vmdr_manifest *m,
+                     struct vmdr_chain *chain)
+{
+  struct vmdr_chain c = { .length = 1, .complete = true };
+  char parent[VMDR_SNAPSHOT_ID_MAX];
+  bool incremental = m->kind == VMDR_KIND_INCREMENTAL;
+  int r;
+
+  snprintf (c.base, sizeof c.base, "%s", m->id);
+  snprintf (parent, sizeof parent, "%s", m->parent);
+  while (incremental) {
+    struct vmdr_manifest p = { 0 };
+    if (parent[0] == '\0' || !older_sibling (parent, c.base))
+      return -EBADMSG;
+    if ((r = vmdr_manifest_get (repo, parent, &p)) == -ENOENT) {
+      c.complete = false;
+      break;
+    }
+    if (r < 0)
+      return r;
+    memcpy (c.base, parent, sizeof c.base);
+    memcpy (parent, p.parent, sizeof parent);
+    incremental = p.kind == VMDR_KIND_INCREMENTAL;
+    c.length++;
+    vmdr_manifest_clear (&p);
+  }
+  *chain = c;
+  return 0;
+}

@@ -111,6 +111,23 @@ void vmdr_strv_free (char **v, size_t n);
  * -ENOENT when nothing matches, -EINVAL for a malformed selector. */
 int vmdr_snapshot_resolve (struct vmdr_repo *repo, const char *selector, char *id);
 
+/* Where a snapshot stands in its chain of incrementals. */
+struct vmdr_chain {
+  char base[VMDR_SNAPSHOT_ID_MAX];  /* the full the chain grows from */
+  uint64_t length;              /* snapshots from BASE to this one, both counted: a full is 1 */
+  bool complete;                /* false: retention removed a link (every snapshot is
+                                 * self-contained), BASE is the oldest one left and
+                                 * LENGTH counts only what is left */
+};
+
+/* M's place in its chain, from the parent links of the manifests: one read
+ * per link, so the cost grows with the chain.  *chain is untouched on
+ * failure.  0, -EBADMSG (a parent that is not an older snapshot of the same
+ * domain: a damaged manifest), or the errors of vmdr_manifest_get other
+ * than -ENOENT (a pruned link ends the walk). */
+int vmdr_manifest_chain (struct vmdr_repo *repo, const struct vmdr_manifest *m,
+                         struct vmdr_chain *chain);
+
 const char *vmdr_kind_name (enum vmdr_snapshot_kind k);
 const char *vmdr_consistency_name (enum vmdr_consistency c);
 

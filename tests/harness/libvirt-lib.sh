@@ -2,6 +2,10 @@
 #
 #   use_libvirt             URI of the primary instance in $LV_URI
 #   use_libvirt_dr          URI of a second, independent instance in $LV_DR_URI
+#   use_libvirt_own         like use_libvirt, but never the shared instance:
+#                           for tests that stop or restart the daemon
+#   lv_stop, lv_restart     stop the primary's libvirtd (guests keep running),
+#                           start it again on the same state
 #   vm_create [-c URI] [--transient] [--mem MIB] [--nic] NAME DISK...
 #                           DISK = TARGET:FORMAT:SIZE, e.g. vda:qcow2:64M vdb:raw:16M;
 #                           --nic adds a virtio NIC (user networking);
@@ -9,6 +13,8 @@
 #                           started, and destroyed + undefined at exit
 #   vm_write [-c URI] NAME TARGET PATTERN OFFSET LENGTH
 #                           a guest write of byte PATTERN, through the monitor
+#   vm_write_file [-c URI] NAME TARGET FILE OFFSET LENGTH
+#                           the same with the first LENGTH bytes of FILE
 #   vm_image NAME TARGET FORMAT   path of a disk image made by vm_create
 #   virsh_c URI ARGS...     virsh on that instance, bounded in time
 #
@@ -47,6 +53,14 @@ use_libvirt_dr() {
   need_libvirt_pkgs
   _lv_start LV_DR_URI "${VMDR_TEST_LIBVIRT_DR_DIR:-}" "$T/libvirt-dr"
 }
+
+use_libvirt_own() {
+  need_libvirt_pkgs
+  _lv_start LV_URI "" "$T/libvirt"
+}
+
+lv_stop() { "$LV_HARNESS" stop "$LV_URI_DIR"; }
+lv_restart() { "$LV_HARNESS" restart "$LV_URI_DIR" >/dev/null; }
 
 virsh_c() { local uri=$1; shift; timeout 120 virsh -q -c "$uri" "$@"; }
 
@@ -137,17 +151,28 @@ _vm_qom() {
   echo "/machine/peripheral/virtio-disk$idx/virtio-backend"
 }
 
-vm_write() {
-  local uri=${LV_URI:-} name target pat off len qom out
-  [ "$1" = -c ] && { uri=$2; shift 2; }
-  name=$1 target=$2 pat=$3 off=$4 len=$5
-  qom=$(_vm_qom "$uri" "$name" "$target") || { echo "no disk $target in $name" >&2; return 1; }
+# A qemu-io command on a disk, then a flush: QEMU's qcow2 metadata goes back
+# to the image, so that other tools can read the bytes from the image file,
+# as after a guest's fsync.
+_vm_io() {   # URI NAME TARGET COMMAND
+  local qom out c
+  qom=$(_vm_qom "$1" "$2" "$3") || { echo "no disk $3 in $2" >&2; return 1; }
   # qemu-io prints into the domain log, not the reply: an error shows as text
   # in the reply only when the command itself is refused.
-  # The flush writes QEMU's qcow2 metadata back, so that the bytes can be
-  # read from the image file by other tools, as after a guest's fsync.
-  for c in "write -P $pat $off $len" flush; do
-    out=$(virsh_c "$uri" qemu-monitor-command "$name" --hmp "qemu-io -d $qom \"$c\"") || return 1
+  for c in "$4" flush; do
+    out=$(virsh_c "$1" qemu-monitor-command "$2" --hmp "qemu-io -d $qom \"$c\"") || return 1
     [ -z "$out" ] || { echo "$out" >&2; return 1; }
   done
+}
+
+vm_write() {
+  local uri=${LV_URI:-}
+  [ "$1" = -c ] && { uri=$2; shift 2; }
+  _vm_io "$uri" "$1" "$2" "write -P $3 $4 $5"
+}
+
+vm_write_file() {
+  local uri=${LV_URI:-}
+  [ "$1" = -c ] && { uri=$2; shift 2; }
+  _vm_io "$uri" "$1" "$2" "write -s $3 $4 $5"
 }

@@ -3,6 +3,11 @@
 #
 #   libvirt.sh up DIR      start it (idempotent: a live instance is reused); prints the URI
 #   libvirt.sh down DIR    destroy its domains, stop it, kill leftovers, remove DIR
+#   libvirt.sh stop DIR    stop libvirtd only: its QEMU guests keep running and
+#                          its state stays in DIR (as a host's daemon restart
+#                          or upgrade does)
+#   libvirt.sh restart DIR stop libvirtd if it runs, start it again on the same
+#                          state; prints the URI
 #   libvirt.sh uri DIR     print the URI
 #   libvirt.sh status DIR  exit 0 when it answers
 #
@@ -11,7 +16,7 @@
 set -euo pipefail
 
 cmd=${1:-}; H=${2:-}
-[ -n "$cmd" ] && [ -n "$H" ] || { echo "usage: $0 up|down|uri|status DIR" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$H" ] || { echo "usage: $0 up|down|stop|restart|uri|status DIR" >&2; exit 2; }
 mkdir -p "$H"; H=$(cd "$H" && pwd)
 URI="qemu:///system?socket=$H/sock/libvirt-sock"
 
@@ -60,11 +65,10 @@ INNER
   chmod +x "$H/inner.sh"
 }
 
-up() {
-  if alive && V version >/dev/null 2>&1; then echo "$URI"; return 0; fi
-  down_quiet
-  mkdir -p "$H"; write_config; write_inner
-  setsid unshare --mount "$H/inner.sh" > "$H/daemon.out" 2>&1 < /dev/null &
+# Start the daemon on what $H holds and wait until it answers.
+start() {
+  rm -f "$H/daemon.pid"
+  setsid unshare --mount "$H/inner.sh" >> "$H/daemon.out" 2>&1 < /dev/null &
   for _ in $(seq 1 300); do
     if V version >/dev/null 2>&1; then echo "$URI"; return 0; fi
     sleep 0.1
@@ -73,6 +77,30 @@ up() {
   log "libvirtd in '$H' did not come up:"
   cat "$H/daemon.out" "$H/log/libvirtd.log" 2>/dev/null | tail -20 >&2
   down_quiet; return 1
+}
+
+up() {
+  if alive && V version >/dev/null 2>&1; then echo "$URI"; return 0; fi
+  down_quiet
+  mkdir -p "$H"; write_config; write_inner
+  start
+}
+
+# SIGTERM is libvirtd's orderly shutdown: it leaves its domains running and
+# their state in run/ and lib/, which the next daemon reconnects to.  The
+# QEMUs outlive tini and keep the old mount namespace, where the paths they
+# use are bind mounts of the same directories under $H.
+stop() {
+  local p
+  alive || return 0
+  p=$(cat "$H/daemon.pid"); kill -TERM "$p"
+  for _ in $(seq 1 300); do running "$p" || return 0; sleep 0.1; done
+  log "libvirtd in '$H' did not stop"; return 1
+}
+
+restart() {
+  [ -x "$H/inner.sh" ] || { log "no libvirt instance in '$H'"; return 1; }
+  stop && start
 }
 
 # Kill a process if its command line still says what we started (pids recycle).
@@ -104,7 +132,9 @@ down_quiet() {
 case "$cmd" in
   up) up ;;
   down) down_quiet ;;
+  stop) stop ;;
+  restart) restart ;;
   uri) echo "$URI" ;;
   status) alive && V version >/dev/null 2>&1 ;;
-  *) echo "usage: $0 up|down|uri|status DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|stop|restart|uri|status DIR" >&2; exit 2 ;;
 esac

@@ -127,6 +127,12 @@ tap_is "unknown domain: exit 1, one line" "$st $(wc -l < "$T/err")" "1 1"
 tap_ok "... naming it" grep -q "^vmdr-snapshot: no domain 'nosuch-$$'" "$T/err"
 "${SNAP[@]}" --disks vdz "$dom" >/dev/null 2>"$T/err"; st=$?
 tap_is "unknown disk: exit 1" "$st $(cat "$T/err")" "1 vmdr-snapshot: domain '$dom' has no disk 'vdz'"
+"${SNAP[@]}" --scratch-dir "$T/nosuch" "$dom" >/dev/null 2>"$T/err"; st=$?
+tap_is "a missing scratch directory: exit 1, one line" "$st $(cat "$T/err")" \
+  "1 vmdr-snapshot: cannot use scratch directory '$T/nosuch': No such file or directory"
+mkdir -p "$T/rel"
+(cd "$T" && vmdr-snapshot -c "$LV_URI" -r "$R" --scratch-dir rel "$dom") >/dev/null 2>"$T/err"; st=$?
+tap_is "a relative scratch directory works (libvirtd gets it absolute)" "$st $(wc -c < "$T/err")" "0 0"
 
 # --- shut-off domains: read through qemu-nbd, incremental from the bitmap
 off=off-$$

@@ -14,6 +14,7 @@
 #include <criterion/criterion.h>
 
 #include "disk-io.h"
+#include "manifest.h"
 #include "pack.h"
 #include "repo.h"
 #include "scratch-repo.h"
@@ -356,5 +357,55 @@ Test (disk, damaged_chunk_names_its_offset)
   cr_assert_eq (memcmp (&err.digest, &d, 32), 0);
   vmdr_zctx_free (z);
   close (fd);
+  vmdr_repo_close (r);
+}
+
+/* ---- chain positions from the manifests' parent links ------------------ */
+
+TestSuite (chain, .init = setup, .fini = teardown);
+
+/* A snapshot of "dom" at second T, incremental from PARENT ("" : a full). */
+static void
+put_snapshot (struct vmdr_repo *r, time_t t, const char *parent, struct vmdr_manifest *m)
+{
+  cr_assert_eq (vmdr_manifest_start (m, "dom", 1700000000 + t, 0), 0);
+  m->kind = parent[0] ? VMDR_KIND_INCREMENTAL : VMDR_KIND_FULL;
+  snprintf (m->parent, sizeof m->parent, "%s", parent);
+  cr_assert_eq (vmdr_manifest_put (r, m), 0);
+}
+
+Test (chain, lengths_pruned_links_and_damage)
+{
+  struct vmdr_repo *r = scratch_repo (NULL);
+  struct vmdr_manifest m[4] = { 0 }, bad = { 0 };
+  struct vmdr_chain c;
+
+  put_snapshot (r, 0, "", &m[0]);
+  for (int i = 1; i < 4; i++)
+    put_snapshot (r, i, m[i - 1].id, &m[i]);
+  cr_assert_eq (vmdr_manifest_chain (r, &m[0], &c), 0);
+  cr_assert (c.length == 1 && c.complete && strcmp (c.base, m[0].id) == 0);
+  cr_assert_eq (vmdr_manifest_chain (r, &m[3], &c), 0);
+  cr_assert (c.length == 4 && c.complete && strcmp (c.base, m[0].id) == 0);
+
+  /* Retention removed a link: the walk ends at the oldest one left. */
+  cr_assert_eq (vmdr_manifest_delete (r, m[1].id), 0);
+  cr_assert_eq (vmdr_manifest_chain (r, &m[3], &c), 0);
+  cr_assert (c.length == 2 && !c.complete && strcmp (c.base, m[2].id) == 0);
+
+  /* A parent that is not older (a loop) or of another domain: damage. */
+  put_snapshot (r, 9, m[3].id, &bad);
+  snprintf (bad.parent, sizeof bad.parent, "%s", bad.id);
+  c.length = 77;
+  cr_assert_eq (vmdr_manifest_chain (r, &bad, &c), -EBADMSG);
+  cr_assert_eq (c.length, 77, "untouched on failure");
+  snprintf (bad.parent, sizeof bad.parent, "other/%s", strchr (m[3].id, '/') + 1);
+  cr_assert_eq (vmdr_manifest_chain (r, &bad, &c), -EBADMSG);
+  bad.parent[0] = '\0';
+  cr_assert_eq (vmdr_manifest_chain (r, &bad, &c), -EBADMSG, "an incremental without a parent");
+
+  for (int i = 0; i < 4; i++)
+    vmdr_manifest_clear (&m[i]);
+  vmdr_manifest_clear (&bad);
   vmdr_repo_close (r);
 }
