@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <json-c/json.h>
+
 #include "cli.h"
 #include "cmd-repo.h"
 #include "disk-io.h"
@@ -112,4 +114,31 @@ cmd_now (void)
 
   clock_gettime (CLOCK_MONOTONIC, &ts);
   return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+size_t
+cmd_disks_arg (const char *arg, char **buf, const char **out, size_t max)
+{
+  char *save = NULL, *t;
+  size_t n = 0;
+
+  free (*buf);
+  if ((*buf = strdup (arg)) == NULL)
+    cli_usage_error ("out of memory");
+  for (t = strtok_r (*buf, ",", &save); t; t = strtok_r (NULL, ",", &save)) {
+    if (n == max || strlen (t) >= 32)
+      cli_usage_error ("invalid --disks '%s'", arg);
+    out[n++] = t;
+  }
+  if (n == 0)
+    cli_usage_error ("invalid --disks '%s'", arg);
+  return n;
+}
+
+void
+cmd_json_print (struct json_object *j)
+{
+  printf ("%s\n", json_object_to_json_string_ext (j, JSON_C_TO_STRING_PRETTY |
+                                                      JSON_C_TO_STRING_NOSLASHESCAPE));
+  json_object_put (j);
 }

@@ -21,6 +21,15 @@ unsigned cmd_jobs_arg (const char *arg);
 /* "1.5 GiB", "512 B": BUF holds at least 16 bytes. */
 const char *cmd_size (uint64_t bytes, char *buf);
 
+/* --disks=vda,vdb: a copy of ARG (*BUF, malloc'd; free it) split into OUT,
+ * at most MAX targets of under 32 bytes each; a usage error (exit 2)
+ * otherwise.  The number of targets. */
+size_t cmd_disks_arg (const char *arg, char **buf, const char **out, size_t max);
+
+/* Print J as the tool's one JSON object on stdout, and free it. */
+struct json_object;
+void cmd_json_print (struct json_object *j);
+
 /* Seconds on the monotonic clock, for durations. */
 double cmd_now (void);
 

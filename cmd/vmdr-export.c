@@ -69,9 +69,7 @@ print_json (const char *output, char *const *ids, size_t n, const char *base,
   json_object_object_add (j, "blob_bytes", json_object_new_int64 ((int64_t) st->blob_bytes));
   json_object_object_add (j, "bundle_bytes", json_object_new_int64 ((int64_t) st->bundle_bytes));
   json_object_object_add (j, "seconds", json_object_new_double (secs));
-  printf ("%s\n", json_object_to_json_string_ext (j, JSON_C_TO_STRING_PRETTY |
-                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
-  json_object_put (j);
+  cmd_json_print (j);
 }
 
 /* A selector -> an id, or exit with a message. */

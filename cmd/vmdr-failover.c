@@ -144,8 +144,7 @@ print_json (const char *domain, int r, const struct opts *o,
     json_object_array_add (w, json_object_new_string (rep->guest.warnings.w[i]));
   json_object_object_add (j, "warnings", w);
   json_object_object_add (j, "error", r < 0 ? json_object_new_string (rep->error) : NULL);
-  printf ("%s\n", json_object_to_json_string_ext (j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-  json_object_put (j);
+  cmd_json_print (j);
 }
 
 static int

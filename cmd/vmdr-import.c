@@ -119,9 +119,7 @@ print_json (const struct vmdr_bundle_info *in, const struct vmdr_bundle_stats *s
   json_object_object_add (j, "bytes_new", json_object_new_int64 ((int64_t) st->bytes_new));
   json_object_object_add (j, "seconds", json_object_new_double (secs));
  out:
-  printf ("%s\n", json_object_to_json_string_ext (j, JSON_C_TO_STRING_PRETTY |
-                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
-  json_object_put (j);
+  cmd_json_print (j);
 }
 
 int

@@ -84,8 +84,7 @@ print_json (struct row *rows, size_t n)
     json_object_array_add (a, s);
   }
   json_object_object_add (o, "snapshots", a);
-  printf ("%s\n", json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-  json_object_put (o);
+  cmd_json_print (o);
 }
 
 int

@@ -239,8 +239,7 @@ main (int argc, char **argv)
   if (status == VMDR_EXIT_OK && o.gc)
     status = run_gc (repo, &o, top);
   if (o.json)
-    printf ("%s\n", json_object_to_json_string_ext (top, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-  json_object_put (top);
+    cmd_json_print (top);
   vmdr_strv_free (doms, ndoms);
   vmdr_repo_close (repo);
   return status;

@@ -127,8 +127,7 @@ print_json (int r, const struct vmdr_sync_stats *st, double secs)
   for (size_t i = 0; i < st->nwarnings; i++)
     json_object_array_add (w, json_object_new_string (st->warnings[i]));
   json_object_object_add (j, "warnings", w);
-  printf ("%s\n", json_object_to_json_string_ext (j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-  json_object_put (j);
+  cmd_json_print (j);
 }
 
 static void
@@ -152,8 +151,7 @@ print_rbd_json (int r, const struct vmdr_rbd_stats *st, double secs)
   for (size_t i = 0; i < st->nwarnings; i++)
     json_object_array_add (w, json_object_new_string (st->warnings[i]));
   json_object_object_add (j, "warnings", w);
-  printf ("%s\n", json_object_to_json_string_ext (j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-  json_object_put (j);
+  cmd_json_print (j);
 }
 
 /* Bring the RBD replica at o->to up to date; the exit status. */

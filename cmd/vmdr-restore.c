@@ -82,24 +82,6 @@ struct opts {
   const char *disks[MAX_DISK_ARGS];
 };
 
-static void
-parse_disks (struct opts *o, const char *arg)
-{
-  char *save = NULL, *t;
-
-  free (o->disk_buf);
-  o->disk_buf = strdup (arg);
-  o->files.ndisks = 0;
-  for (t = strtok_r (o->disk_buf, ",", &save); t; t = strtok_r (NULL, ",", &save)) {
-    if (o->files.ndisks == MAX_DISK_ARGS || strlen (t) >= 32)
-      cli_usage_error ("invalid --disks '%s'", arg);
-    o->disks[o->files.ndisks++] = t;
-  }
-  if (o->files.ndisks == 0)
-    cli_usage_error ("invalid --disks '%s'", arg);
-  o->files.disks = o->disks;
-}
-
 static json_object *
 guest_json (const struct opts *o, const struct vmdr_bringup_result *g)
 {
@@ -147,8 +129,7 @@ print_json (const struct opts *opts, const struct vmdr_manifest *m, int r,
                           ? json_object_new_string (res->memory_path) : NULL);
   json_object_object_add (o, "guest", guest_json (opts, g));
   json_object_object_add (o, "error", r < 0 ? json_object_new_string (error) : NULL);
-  printf ("%s\n", json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-  json_object_put (o);
+  cmd_json_print (o);
 }
 
 /* --cleanup-lab: its exit status. */
@@ -290,7 +271,10 @@ main (int argc, char **argv)
         cli_usage_error ("invalid --format '%s' (raw or qcow2)", optarg);
       o.files.format = optarg;
       break;
-    case DISKS: parse_disks (&o, optarg); break;
+    case DISKS:
+      o.files.ndisks = cmd_disks_arg (optarg, &o.disk_buf, o.disks, MAX_DISK_ARGS);
+      o.files.disks = o.disks;
+      break;
     case NAME:
       if (!vmdr_domain_name_valid (optarg))
         cli_usage_error ("invalid --name '%s'", optarg);

@@ -67,24 +67,6 @@ struct opts {
   const char *disks[MAX_DISK_ARGS];
 };
 
-static void
-parse_disks (struct opts *o, const char *arg)
-{
-  char *save = NULL, *t;
-
-  free (o->disk_buf);
-  o->disk_buf = strdup (arg);
-  o->live.ndisks = 0;
-  for (t = strtok_r (o->disk_buf, ",", &save); t; t = strtok_r (NULL, ",", &save)) {
-    if (o->live.ndisks == MAX_DISK_ARGS || strlen (t) >= 32)
-      cli_usage_error ("invalid --disks '%s'", arg);
-    o->disks[o->live.ndisks++] = t;
-  }
-  if (o->live.ndisks == 0)
-    cli_usage_error ("invalid --disks '%s'", arg);
-  o->live.disks = o->disks;
-}
-
 /* {"base": FULL, "length": N, "complete": true}; null when unknown. */
 static json_object *
 chain_json (const struct vmdr_chain *c)
@@ -223,7 +205,10 @@ main (int argc, char **argv)
     case 'r': repo_opt = optarg; break;
     case AUTO: o.live.full = false; break;
     case FULL: o.live.full = true; break;
-    case DISKS: parse_disks (&o, optarg); break;
+    case DISKS:
+      o.live.ndisks = cmd_disks_arg (optarg, &o.disk_buf, o.disks, MAX_DISK_ARGS);
+      o.live.disks = o.disks;
+      break;
     case SCRATCH: o.live.scratch_dir = optarg; break;
     case MEMORY: o.live.memory = true; break;
     case QUIESCE: o.live.quiesce = true; break;
@@ -279,8 +264,7 @@ main (int argc, char **argv)
   if (o.json) {
     json_object *top = json_object_new_object ();
     json_object_object_add (top, "snapshots", all);
-    printf ("%s\n", json_object_to_json_string_ext (top, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put (top);
+    cmd_json_print (top);
   }
   else
     json_object_put (all);

@@ -203,8 +203,7 @@ main (int argc, char **argv)
     json_object *top = json_object_new_object ();
     json_object_object_add (top, "snapshots", out);
     json_object_object_add (top, "damaged", json_object_new_int64 ((int64_t) damaged));
-    printf ("%s\n", json_object_to_json_string_ext (top, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put (top);
+    cmd_json_print (top);
   }
   else
     json_object_put (out);
