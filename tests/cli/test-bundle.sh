@@ -108,7 +108,8 @@ vmdr-init -q -r "$T/piped-small" --pack-size 1M
 rss "$T/rss.out0" vmdr-export -r "$S" "$s1" -o - | rss "$T/rss.in0" vmdr-import -q -r "$T/piped-small" -
 out0=$(cat "$T/rss.out0") in0=$(cat "$T/rss.in0") out1=$(cat "$T/rss.out") in1=$(cat "$T/rss.in")
 diag "max RSS in KiB: export $out0 -> $out1, import $in0 -> $in1, from a 4 MiB bundle to a 48 MiB one"
-if ldd "$(command -v vmdr-import)" | grep -q libasan; then
+# (grep reads it all: with pipefail, -q would kill ldd with SIGPIPE at random)
+if ldd "$(command -v vmdr-import)" | grep libasan > /dev/null; then
   tap_skip "memory stays bounded" "sanitizer build: its allocator keeps what is freed"
 else
   tap_ok "memory stays bounded: export +$(((out1 - out0) >> 10)) MiB, import +$(((in1 - in0) >> 10)) MiB for 12 times the data" \

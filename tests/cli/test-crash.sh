@@ -67,7 +67,7 @@ restores_known() {   # every listed snapshot restores to an image that was writt
 }
 tap_ok "every listed snapshot restores to an image as written" restores_known
 for f in "$T"/id.*; do
-  vmdr-ls -r "$R" vm | grep -q "^$(cat "$f") " || { bad_ls=1; diag "missing $(cat "$f")"; }
+  vmdr-ls -r "$R" vm | grep "^$(cat "$f") " > /dev/null || { bad_ls=1; diag "missing $(cat "$f")"; }
 done
 tap_is "every finished writer's snapshot is listed" "$bad_ls" 0
 tap_ok "the dead left garbage: temporary files or unindexed packs" \
