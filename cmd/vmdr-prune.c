@@ -240,6 +240,8 @@ main (int argc, char **argv)
     status = run_gc (repo, &o, top);
   if (o.json)
     cmd_json_print (top);
+  else
+    json_object_put (top);
   vmdr_strv_free (doms, ndoms);
   vmdr_repo_close (repo);
   return status;
