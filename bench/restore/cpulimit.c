@@ -1,0 +1,415 @@
+/* cpulimit: the CPU limit of a vmdr restore of a raw image, no I/O.
+ *
+ * What a restore computes for every non-zero chunk of the disk (every copy:
+ * a restore decodes duplicates again, it has no plaintext cache), as
+ * storage/blob.c's vmdr_blob_decode does it: the blob's XXH3-64 over its
+ * header and stored bytes, zstd decompression into a buffer (a memcpy for a
+ * chunk stored raw), the digest of the plaintext and its comparison with
+ * the expected one.
+ *
+ * Untimed first: the image is mapped and faulted in, its data regions found
+ * (SEEK_DATA/SEEK_HOLE, rounded out to whole chunks as vmdr does) and every
+ * non-zero chunk digested and encoded as vmdr_blob_encode does (zstd at the
+ * repository's level into at most len - 1 bytes, else raw; content size in
+ * the frame, no zstd checksum), in memory.  Then THREADS threads take
+ * chunks from a shared counter and decode them; the wall time of that is
+ * the limit.
+ *
+ * Output: a table, then one "CPULIMIT restore threads wall_s cpu_s
+ * nonzero_bytes stored_bytes" line per run on stderr, for scripts.
+ *
+ * Build: cc -O2 -Wall -Wextra -o cpulimit cpulimit.c \
+ *            -lzstd -lb2 -lxxhash -lcrypto -lpthread
+ * Usage: cpulimit [-H sha256|blake2b-256] [-l LEVEL] [-s CHUNK] [-j THREADS]
+ *                 [-r REPEAT] IMAGE
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <blake2.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#define XXH_STATIC_LINKING_ONLY   /* XXH3_state_t on the stack, as blob.c */
+#include <xxhash.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#define DIGEST_LEN 32
+#define BLOB_HEADER 56
+#define MAX_THREADS 64
+
+static void die (const char *fmt, ...)
+  __attribute__((noreturn, format (printf, 1, 2)));
+
+static void
+die (const char *fmt, ...)
+{
+  va_list ap;
+
+  fputs ("cpulimit: ", stderr);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fputc ('\n', stderr);
+  exit (1);
+}
+
+static void *
+xmalloc (size_t size)
+{
+  void *p = malloc (size ? size : 1);
+
+  if (!p)
+    die ("out of memory");
+  return p;
+}
+
+static double
+now (clockid_t id)
+{
+  struct timespec t;
+
+  clock_gettime (id, &t);
+  return (double) t.tv_sec + (double) t.tv_nsec * 1e-9;
+}
+
+static const uint8_t *img;
+static size_t img_len, cs;
+static bool use_sha;
+static int level;
+
+/* One encoded non-zero chunk: header (as blob.c lays it out) + payload. */
+struct blob {
+  uint8_t *p;
+  uint32_t raw_len, stored_len;
+  bool zstd;
+  uint8_t digest[DIGEST_LEN];
+};
+
+static uint64_t *chunks;        /* chunk numbers inside data regions */
+static size_t nchunks;
+static struct blob *blobs;      /* per entry of chunks; p NULL: all zero */
+
+static size_t
+chunk_len (uint64_t i)
+{
+  size_t off = (size_t) i * cs;
+
+  return img_len - off < cs ? img_len - off : cs;
+}
+
+static bool
+is_zero (const uint8_t *p, size_t len)
+{
+  return len == 0 || (p[0] == 0 && memcmp (p, p + 1, len - 1) == 0);
+}
+
+static void
+digest (const void *p, size_t len, uint8_t out[DIGEST_LEN])
+{
+  unsigned n = 0;
+
+  if (use_sha) {
+    if (!EVP_Digest (p, len, out, &n, EVP_sha256 (), NULL) || n != DIGEST_LEN)
+      die ("SHA-256 failed");
+  }
+  else if (blake2b (out, p, NULL, DIGEST_LEN, len, 0) != 0)
+    die ("BLAKE2b failed");
+}
+
+static void
+add_range (size_t *cap, uint64_t first, uint64_t last)
+{
+  if (nchunks && chunks[nchunks - 1] >= first)
+    first = chunks[nchunks - 1] + 1;
+  for (uint64_t i = first; i <= last; i++) {
+    if (nchunks == *cap) {
+      *cap = *cap ? 2 * *cap : 4096;
+      chunks = realloc (chunks, *cap * sizeof *chunks);
+      if (!chunks)
+        die ("out of memory");
+    }
+    chunks[nchunks++] = i;
+  }
+}
+
+static void
+find_chunks (int fd)
+{
+  size_t cap = 0;
+  off_t pos = 0;
+
+  while ((size_t) pos < img_len) {
+    off_t data = lseek (fd, pos, SEEK_DATA), hole;
+
+    if (data < 0) {
+      if (errno == ENXIO)
+        break;
+      die ("SEEK_DATA: %s", strerror (errno));
+    }
+    hole = lseek (fd, data, SEEK_HOLE);
+    if (hole < 0)
+      die ("SEEK_HOLE: %s", strerror (errno));
+    if ((size_t) hole > img_len)
+      hole = (off_t) img_len;
+    if (hole > data)
+      add_range (&cap, (uint64_t) data / cs, ((uint64_t) hole - 1) / cs);
+    pos = hole;
+  }
+}
+
+/* XXH3-64 of the header without its checksum field, and the payload. */
+static uint64_t
+checksum (const uint8_t *blob, size_t stored)
+{
+  XXH3_state_t st;
+
+  XXH3_64bits_reset (&st);
+  XXH3_64bits_update (&st, blob, 16);
+  XXH3_64bits_update (&st, blob + 24, BLOB_HEADER - 24);
+  XXH3_64bits_update (&st, blob + BLOB_HEADER, stored);
+  return XXH3_64bits_digest (&st);
+}
+
+/* ---- untimed: encoding ----------------------------------------------------- */
+
+struct work {
+  bool decode;                  /* the timed work, else the encoding */
+  atomic_size_t next;
+};
+
+struct worker {
+  pthread_t tid;
+  struct work *wk;
+  uint64_t nonzero, stored;
+};
+
+static void
+encode_one (ZSTD_CCtx *c, size_t k, struct worker *w)
+{
+  const uint8_t *p = img + (size_t) chunks[k] * cs;
+  size_t len = chunk_len (chunks[k]), n;
+  struct blob *b = &blobs[k];
+  uint8_t *tmp;
+
+  if (is_zero (p, len))
+    return;
+  digest (p, len, b->digest);
+  tmp = xmalloc (BLOB_HEADER + len);
+  n = ZSTD_compress2 (c, tmp + BLOB_HEADER, len - 1, p, len);
+  if (ZSTD_isError (n)) {
+    if (ZSTD_getErrorCode (n) != ZSTD_error_dstSize_tooSmall)
+      die ("zstd: %s", ZSTD_getErrorName (n));
+    memcpy (tmp + BLOB_HEADER, p, len);
+    n = len;
+  }
+  else
+    b->zstd = true;
+  memset (tmp, 0, BLOB_HEADER);
+  memcpy (tmp + 24, b->digest, DIGEST_LEN);
+  b->raw_len = (uint32_t) len;
+  b->stored_len = (uint32_t) n;
+  {
+    uint64_t x = checksum (tmp, n);
+    memcpy (tmp + 16, &x, sizeof x);
+  }
+  b->p = realloc (tmp, BLOB_HEADER + n);
+  if (!b->p)
+    die ("out of memory");
+  w->nonzero += len;
+  w->stored += n;
+}
+
+/* ---- timed: decoding ----------------------------------------------------------- */
+
+static void
+decode_one (ZSTD_DCtx *d, uint8_t *out, size_t k, struct worker *w)
+{
+  const struct blob *b = &blobs[k];
+  uint8_t got[DIGEST_LEN];
+  uint64_t x;
+
+  if (!b->p)
+    return;
+  memcpy (&x, b->p + 16, sizeof x);
+  if (checksum (b->p, b->stored_len) != x)
+    die ("checksum mismatch at chunk %zu", k);
+  if (b->zstd) {
+    size_t n = ZSTD_decompressDCtx (d, out, b->raw_len, b->p + BLOB_HEADER, b->stored_len);
+    if (ZSTD_isError (n) || n != b->raw_len)
+      die ("zstd: cannot decode chunk %zu", k);
+  }
+  else
+    memcpy (out, b->p + BLOB_HEADER, b->raw_len);
+  digest (out, b->raw_len, got);
+  if (memcmp (got, b->p + 24, DIGEST_LEN) != 0 || memcmp (got, b->digest, DIGEST_LEN) != 0)
+    die ("digest mismatch at chunk %zu", k);
+  w->nonzero += b->raw_len;
+  w->stored += b->stored_len;
+}
+
+static void *
+worker_main (void *arg)
+{
+  struct worker *w = arg;
+  ZSTD_CCtx *c = NULL;
+  ZSTD_DCtx *d = NULL;
+  uint8_t *out = xmalloc (cs);
+  const size_t batch = 16;
+
+  if (w->wk->decode) {
+    if (!(d = ZSTD_createDCtx ()))
+      die ("zstd: no context");
+  }
+  else if (!(c = ZSTD_createCCtx ()) ||
+           ZSTD_isError (ZSTD_CCtx_setParameter (c, ZSTD_c_compressionLevel, level)) ||
+           ZSTD_isError (ZSTD_CCtx_setParameter (c, ZSTD_c_contentSizeFlag, 1)) ||
+           ZSTD_isError (ZSTD_CCtx_setParameter (c, ZSTD_c_checksumFlag, 0)))
+    die ("zstd: cannot set up level %d", level);
+  for (;;) {
+    size_t first = atomic_fetch_add (&w->wk->next, batch);
+
+    if (first >= nchunks)
+      break;
+    for (size_t k = first; k < first + batch && k < nchunks; k++) {
+      if (d)
+        decode_one (d, out, k, w);
+      else
+        encode_one (c, k, w);
+    }
+  }
+  ZSTD_freeCCtx (c);
+  ZSTD_freeDCtx (d);
+  free (out);
+  return NULL;
+}
+
+/* Run the work over NT threads; the wall and CPU seconds it took. */
+static void
+run (bool decode, unsigned nt, double *wall, double *cpu, uint64_t *nz, uint64_t *st)
+{
+  struct worker w[MAX_THREADS];
+  struct work wk = { .decode = decode };
+  int err;
+
+  atomic_init (&wk.next, 0);
+  *wall = now (CLOCK_MONOTONIC);
+  *cpu = now (CLOCK_PROCESS_CPUTIME_ID);
+  for (unsigned t = 0; t < nt; t++) {
+    w[t] = (struct worker) { .wk = &wk };
+    if ((err = pthread_create (&w[t].tid, NULL, worker_main, &w[t])) != 0)
+      die ("pthread_create: %s", strerror (err));
+  }
+  *nz = *st = 0;
+  for (unsigned t = 0; t < nt; t++) {
+    pthread_join (w[t].tid, NULL);
+    *nz += w[t].nonzero;
+    *st += w[t].stored;
+  }
+  *wall = now (CLOCK_MONOTONIC) - *wall;
+  *cpu = now (CLOCK_PROCESS_CPUTIME_ID) - *cpu;
+}
+
+static void
+timed (unsigned nt)
+{
+  double wall, cpu;
+  uint64_t nz, st;
+
+  run (true, nt, &wall, &cpu, &nz, &st);
+  printf ("%-7s %7u %8.2f %8.2f %5.0f%% %10.0f %10.1f\n", "restore", nt, wall,
+          cpu, 100 * cpu / wall, (double) nz / 1e6 / wall, (double) st / 1e6);
+  fprintf (stderr, "CPULIMIT restore %u %.4f %.4f %" PRIu64 " %" PRIu64 "\n",
+           nt, wall, cpu, nz, st);
+  fflush (stdout);
+}
+
+int
+main (int argc, char **argv)
+{
+  const char *hash = "sha256";
+  unsigned threads = 2, repeat = 1;
+  struct stat stt;
+  double wall, cpu;
+  uint64_t nz, st;
+  int c, fd;
+
+  cs = 64 << 10;
+  level = 1;
+  while ((c = getopt (argc, argv, "H:l:s:j:r:")) != -1)
+    switch (c) {
+    case 'H': hash = optarg; break;
+    case 'l': level = atoi (optarg); break;
+    case 's': cs = (size_t) strtoul (optarg, NULL, 10); break;
+    case 'j': threads = (unsigned) atoi (optarg); break;
+    case 'r': repeat = (unsigned) atoi (optarg); break;
+    default:
+      fprintf (stderr, "usage: cpulimit [-H sha256|blake2b-256] [-l LEVEL] "
+               "[-s CHUNK_BYTES] [-j THREADS] [-r REPEAT] IMAGE\n");
+      return 2;
+    }
+  if (argc - optind != 1)
+    die ("one IMAGE expected");
+  if (strcmp (hash, "sha256") == 0)
+    use_sha = true;
+  else if (strcmp (hash, "blake2b-256") != 0)
+    die ("unknown hash %s", hash);
+  if (cs < 4096 || (cs & (cs - 1)) || threads < 1 || threads > MAX_THREADS
+      || level < ZSTD_minCLevel () || level > ZSTD_maxCLevel () || repeat < 1)
+    die ("bad option");
+
+  fd = open (argv[optind], O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fstat (fd, &stt) < 0)
+    die ("%s: %s", argv[optind], strerror (errno));
+  img_len = (size_t) stt.st_size;
+  if (img_len == 0)
+    die ("%s is empty", argv[optind]);
+  find_chunks (fd);
+  img = mmap (NULL, img_len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  if (img == MAP_FAILED)
+    die ("mmap: %s", strerror (errno));
+  close (fd);
+
+  blobs = calloc (nchunks ? nchunks : 1, sizeof *blobs);
+  if (!blobs)
+    die ("out of memory");
+  run (false, threads, &wall, &cpu, &nz, &st);     /* untimed: the blobs */
+  munmap ((void *) img, img_len);
+
+  printf ("# cpulimit (restore): %s, %zu bytes; %s, zstd %d (%s), %zu-byte chunks, %s\n",
+          argv[optind], img_len, hash, level, ZSTD_versionString (), cs,
+          OpenSSL_version (OPENSSL_VERSION));
+  printf ("# non-zero %.1f MB in %zu chunks of the data regions, stored %.1f MB;"
+          " encoded in %.1f s (untimed)\n", (double) nz / 1e6, nchunks,
+          (double) st / 1e6, wall);
+  printf ("# per chunk: XXH3-64 of the blob, zstd decompression (or a copy), digest"
+          " and its check; MB/s of plaintext per wall second\n");
+  printf ("%-7s %7s %8s %8s %6s %10s %10s\n", "work", "threads", "wall_s",
+          "cpu_s", "CPU", "nonzero/s", "stored_MB");
+  for (unsigned r = 0; r < repeat; r++) {
+    timed (1);
+    if (threads > 1)
+      timed (threads);
+  }
+  for (size_t k = 0; k < nchunks; k++)
+    free (blobs[k].p);
+  free (blobs);
+  free (chunks);
+  return 0;
+}
