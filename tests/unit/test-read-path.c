@@ -406,29 +406,42 @@ assert_same (int a, int b, uint64_t size)
   }
 }
 
-/* A sink into a memory image that records its calls. */
+/* A sink into a memory image that records its calls, and whether two
+ * calls for one worker ever overlapped (a connection per worker). */
 struct mem_sink {
   pthread_mutex_t lock;
   uint8_t *img;
   uint64_t size;
-  unsigned calls, multi, bad;
+  unsigned threads, calls, multi, bad, overlaps;
+  bool busy[4];
 };
 
 static int
 mem_sink_write (void *opaque, unsigned worker, const void *buf, size_t len, uint64_t off)
 {
   struct mem_sink *s = opaque;
+  bool ok;
 
-  (void) worker;
   pthread_mutex_lock (&s->lock);
   s->calls++;
   if (len > 65536)
     s->multi++;
-  if (len == 0 || len > (4u << 20) || off % 65536 || off + len > s->size)
+  ok = worker < s->threads && len > 0 && len <= (4u << 20) && off % 65536 == 0 &&
+       off + len <= s->size;
+  if (!ok)
     s->bad++;
+  else if (s->busy[worker])
+    s->overlaps++;
   else
-    memcpy (s->img + off, buf, len);
+    s->busy[worker] = true;
   pthread_mutex_unlock (&s->lock);
+  if (ok) {
+    memcpy (s->img + off, buf, len);    /* the calls' ranges are disjoint */
+    usleep (200);                       /* time for an overlap to show */
+    pthread_mutex_lock (&s->lock);
+    s->busy[worker] = false;
+    pthread_mutex_unlock (&s->lock);
+  }
   return 0;
 }
 
@@ -450,9 +463,11 @@ Test (disk_read, runs_of_chunks_to_the_sink)
     struct vmdr_read_opts o = { .fd = -1, .sink = mem_sink_write, .sopaque = &s,
                                 .threads = threads };
     s.calls = s.multi = 0;
+    s.threads = threads;
     memset (s.img, 0, size);
     cr_assert_eq (vmdr_disk_read (r, &t, &o, &st, NULL), 0);
-    cr_assert_eq (s.bad, 0, "a call too large, unaligned or out of the disk");
+    cr_assert_eq (s.bad, 0, "a call too large, unaligned, out of the disk or of the workers");
+    cr_assert_eq (s.overlaps, 0, "two calls for one worker at once");
     cr_assert_gt (s.multi, 0, "consecutive chunks come in one call");
     /* 9 MiB, 2 chunks, 3 MiB: runs of at most 4 MiB, none across a hole. */
     cr_assert_leq (s.calls, 3 + 2 + 1 + 2, "%u calls", s.calls);
