@@ -57,7 +57,7 @@ find_program (const char *prog, char *buf, size_t size)
  * tool killed with SIGKILL must not leave a server holding an image.
  * Only async-signal-safe calls between fork and exec. */
 static int
-start_child (const char *const *argv, pid_t *out)
+start_child (const char *const *argv, char *const *envp, pid_t *out)
 {
   char exe[4096];
   pid_t parent = getpid (), pid;
@@ -78,7 +78,7 @@ start_child (const char *const *argv, pid_t *out)
       dup2 (null, STDOUT_FILENO);
       dup2 (null, STDERR_FILENO);
     }
-    execve (exe, (char *const *) argv, environ);
+    execve (exe, (char *const *) argv, envp);
     _exit (127);
   }
   *out = pid;
@@ -87,14 +87,14 @@ start_child (const char *const *argv, pid_t *out)
 
 /* Spawn qemu-nbd with ARGV and wait until it listens on SOCKET (10 s). */
 static int
-spawn (const char *const *argv, const char *socket, bool bitmap,
+spawn (const char *const *argv, char *const *envp, const char *socket, bool bitmap,
        struct vmdr_qemu_nbd *out)
 {
   int st, r;
   pid_t pid;
 
   unlink (socket);
-  if ((r = start_child (argv, &pid)) < 0)
+  if ((r = start_child (argv, envp, &pid)) < 0)
     return r;
   /* Our child, so that we reap it: poll until it listens or dies (10 s). */
   for (int i = 0; i < 1000; i++) {
@@ -135,7 +135,42 @@ vmdr_qemu_nbd_start (const char *file, const char *format, const char *export,
   }
   argv[n++] = file;
   argv[n] = NULL;
-  return spawn (argv, socket, bitmap != NULL, out);
+  return spawn (argv, environ, socket, bitmap != NULL, out);
+}
+
+/* O_DIRECT where the file system has it (not tmpfs): a restore writes each
+ * byte once, and through the page cache qemu-nbd spends as long copying and
+ * writing back as the whole restore takes otherwise. */
+static const char *
+cache_mode (const char *file)
+{
+  int fd = open (file, O_RDWR | O_DIRECT | O_CLOEXEC);
+
+  if (fd < 0)
+    return "writeback";
+  close (fd);
+  return "none";
+}
+
+/* glibc returns each freed multi-MiB request buffer to the kernel and maps
+ * the next one afresh; qemu-nbd then spends more time in page faults than in
+ * writing.  These tunables keep such buffers in the heap.  ENV holds
+ * ENV_MAX entries; "GLIBC_TUNABLES" of our own environment wins. */
+#define ENV_MAX 256
+static void
+writer_env (char **env)
+{
+  bool own = false;
+  size_t n = 0;
+
+  for (char **e = environ; *e && n < ENV_MAX - 2; e++) {
+    own |= strncmp (*e, "GLIBC_TUNABLES=", 15) == 0;
+    env[n++] = *e;
+  }
+  if (!own)
+    env[n++] = (char *) "GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:"
+                        "glibc.malloc.mmap_threshold=33554432";
+  env[n] = NULL;
 }
 
 int
@@ -144,16 +179,18 @@ vmdr_qemu_nbd_start_writable (const char *file, const char *format, const char *
                               struct vmdr_qemu_nbd *out)
 {
   char sh[16];
+  char *env[ENV_MAX];
   /* Not --persistent: it exits once its last client is gone, so a writer
    * killed with SIGKILL leaves no server behind. */
   const char *argv[] = {
     "qemu-nbd", "--shared", sh, "--socket", socket,
-    "--export-name", export, "--format", format, "--cache", "writeback",
+    "--export-name", export, "--format", format, "--cache", cache_mode (file),
     "--discard", "unmap", file, NULL
   };
 
   snprintf (sh, sizeof sh, "%u", shared);
-  return spawn (argv, socket, false, out);
+  writer_env (env);
+  return spawn (argv, env, socket, false, out);
 }
 
 int
