@@ -46,6 +46,9 @@ usage (FILE *fp, int status)
 "      --require-quiesce  the same, but fail without an agent\n"
 "      --scratch-dir=DIR  where libvirt keeps scratch files during the backup\n"
 "                         (default /var/tmp)\n"
+"      --ceph-conf=FILE   RBD disks: the Ceph configuration (default: Ceph's)\n"
+"      --ceph-id=NAME     RBD disks: the cephx user (default: the disk's <auth>\n"
+"                         username, else admin)\n"
 "  -j, --jobs=N           parallel readers and compressors (default 2)\n"
 "      --progress         a progress line on stderr even when it is no terminal\n"
 "      --no-progress      none even on a terminal\n"
@@ -102,6 +105,7 @@ result_json (const char *domain, int r, const struct vmdr_live_result *res, doub
   for (size_t i = 0; r == 0 && i < res->m.ndisks; i++) {
     json_object *dj = json_object_new_object ();
     json_object_object_add (dj, "target", json_object_new_string (res->m.disks[i].target));
+    json_object_object_add (dj, "format", json_object_new_string (res->m.disks[i].format));
     json_object_object_add (dj, "bytes_read", json_object_new_int64 ((int64_t) res->m.disks[i].bytes_read));
     json_object_object_add (dj, "bytes_new", json_object_new_int64 ((int64_t) res->m.disks[i].bytes_new));
     json_object_array_add (d, dj);
@@ -169,8 +173,8 @@ quiet_libvirt (void *opaque, virErrorPtr e)
 int
 main (int argc, char **argv)
 {
-  enum { AUTO = CHAR_MAX + 1, FULL, DISKS, SCRATCH, JSON, MEMORY, QUIESCE, REQUIRE_QUIESCE,
-         PROGRESS, NO_PROGRESS };
+  enum { AUTO = CHAR_MAX + 1, FULL, DISKS, SCRATCH, CEPH_CONF, CEPH_ID, JSON, MEMORY, QUIESCE,
+         REQUIRE_QUIESCE, PROGRESS, NO_PROGRESS };
   static const struct option lopts[] = {
     { "connect", required_argument, NULL, 'c' },
     { "repo", required_argument, NULL, 'r' },
@@ -178,6 +182,8 @@ main (int argc, char **argv)
     { "full", no_argument, NULL, FULL },
     { "disks", required_argument, NULL, DISKS },
     { "scratch-dir", required_argument, NULL, SCRATCH },
+    { "ceph-conf", required_argument, NULL, CEPH_CONF },
+    { "ceph-id", required_argument, NULL, CEPH_ID },
     { "memory", no_argument, NULL, MEMORY },
     { "quiesce", no_argument, NULL, QUIESCE },
     { "require-quiesce", no_argument, NULL, REQUIRE_QUIESCE },
@@ -210,6 +216,8 @@ main (int argc, char **argv)
       o.live.disks = o.disks;
       break;
     case SCRATCH: o.live.scratch_dir = optarg; break;
+    case CEPH_CONF: o.live.ceph_conf = optarg; break;
+    case CEPH_ID: o.live.ceph_id = optarg; break;
     case MEMORY: o.live.memory = true; break;
     case QUIESCE: o.live.quiesce = true; break;
     case REQUIRE_QUIESCE: o.live.quiesce = o.live.require_quiesce = true; break;

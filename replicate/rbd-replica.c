@@ -198,22 +198,18 @@ rados_text (int r)
   }
 }
 
-int
-vmdr_rbd_open (const char *address, struct vmdr_rbd **out, char *error, size_t errlen)
+/* Connect RBD (pool, id and conf set) with KEYRING ("": the conf's). */
+static int
+connect_cluster (struct vmdr_rbd *rbd, const char *keyring, char *error, size_t errlen)
 {
   static const char *const quiet[][2] = {
     { "log_to_stderr", "false" }, { "err_to_stderr", "false" },
     { "log_to_syslog", "false" }, { "err_to_syslog", "false" },
   };
-  char keyring[4096], name[160], t[16];
-  struct vmdr_rbd *rbd = calloc (1, sizeof *rbd);
+  char name[160], t[16];
   struct stat sb;
   int r;
 
-  if (rbd == NULL)
-    return -ENOMEM;
-  if ((r = parse_address (address, rbd, keyring, sizeof keyring, error, errlen)) < 0)
-    goto fail;
   if (rbd->conf && stat (rbd->conf, &sb) < 0) {
     r = -errno;
     snprintf (error, errlen, "cannot read the Ceph configuration '%s': %s", rbd->conf, strerror (errno));
@@ -253,11 +249,54 @@ vmdr_rbd_open (const char *address, struct vmdr_rbd **out, char *error, size_t e
     goto fail;
   }
   make_cookie (rbd->cookie, sizeof rbd->cookie);
-  *out = rbd;
   return 0;
  fail:
-  vmdr_rbd_close (rbd);
   return r;
+}
+
+int
+vmdr_rbd_open (const char *address, struct vmdr_rbd **out, char *error, size_t errlen)
+{
+  char keyring[4096];
+  struct vmdr_rbd *rbd = calloc (1, sizeof *rbd);
+  int r;
+
+  if (rbd == NULL)
+    return -ENOMEM;
+  if ((r = parse_address (address, rbd, keyring, sizeof keyring, error, errlen)) < 0 ||
+      (r = connect_cluster (rbd, keyring, error, errlen)) < 0) {
+    vmdr_rbd_close (rbd);
+    return r;
+  }
+  *out = rbd;
+  return 0;
+}
+
+int
+vmdr_rbd_connect (const char *pool, const char *conf, const char *id, struct vmdr_rbd **out,
+                  char *error, size_t errlen)
+{
+  struct vmdr_rbd *rbd;
+  int r;
+
+  if (!name_ok (pool, true) || !name_ok (id, true)) {
+    snprintf (error, errlen, "invalid RBD pool '%s' or user '%s'", pool, id);
+    return -EINVAL;
+  }
+  if ((rbd = calloc (1, sizeof *rbd)) == NULL)
+    return -ENOMEM;
+  snprintf (rbd->pool, sizeof rbd->pool, "%s", pool);
+  snprintf (rbd->id, sizeof rbd->id, "%s", id);
+  if (conf && (rbd->conf = strdup (conf)) == NULL)
+    r = -ENOMEM;
+  else
+    r = connect_cluster (rbd, "", error, errlen);
+  if (r < 0) {
+    vmdr_rbd_close (rbd);
+    return r;
+  }
+  *out = rbd;
+  return 0;
 }
 
 void

@@ -62,6 +62,12 @@ bool vmdr_rbd_address_is (const char *address);
 int vmdr_rbd_open (const char *address, struct vmdr_rbd **out, char *error, size_t errlen);
 void vmdr_rbd_close (struct vmdr_rbd *rbd);    /* NULL is fine */
 
+/* The same for pool POOL as user ID (without "client."), with the Ceph
+ * configuration CONF (NULL: librados's default search): a guest's RBD disk,
+ * whose pool comes from its domain XML, not from an address. */
+int vmdr_rbd_connect (const char *pool, const char *conf, const char *id, struct vmdr_rbd **out,
+                      char *error, size_t errlen);
+
 /* The pool, the cephx user (without "client.") and the conf file (NULL:
  * the default) of an open replica. */
 const char *vmdr_rbd_pool (const struct vmdr_rbd *rbd);

@@ -54,6 +54,26 @@ text (xmlNode *n, char *buf, size_t size)
   return take_string (n ? xmlNodeGetContent (n) : NULL, buf, size);
 }
 
+/* <source protocol=... name=...> and <auth username=...>, which libvirt
+ * puts under <disk> or (newer) under <source>. */
+static int
+parse_network (xmlNode *n, xmlNode *src, struct vmdr_domain_disk *d)
+{
+  char name[1024];
+  xmlNode *auth = child (n, "auth");
+  int r;
+
+  if (auth == NULL)
+    auth = child (src, "auth");
+  if ((r = attr (src, "protocol", d->protocol, sizeof d->protocol)) < 0 ||
+      (r = attr (src, "name", name, sizeof name)) < 0 ||
+      (r = attr (auth, "username", d->auth_user, sizeof d->auth_user)) < 0)
+    return r;
+  if (name[0] && (d->name = strdup (name)) == NULL)
+    return -ENOMEM;
+  return 0;
+}
+
 static int
 parse_disk (xmlNode *n, struct vmdr_domain_disk *d)
 {
@@ -75,6 +95,8 @@ parse_disk (xmlNode *n, struct vmdr_domain_disk *d)
     r = attr (src, "file", path, sizeof path);
   else if (strcmp (d->source_type, "block") == 0)
     r = attr (src, "dev", path, sizeof path);
+  else if (strcmp (d->source_type, "network") == 0)
+    r = parse_network (n, src, d);
   if (r < 0)
     return r;
   if (path[0] && (d->source = strdup (path)) == NULL)
@@ -157,8 +179,10 @@ vmdr_domain_info_clear (struct vmdr_domain_info *info)
 {
   if (info == NULL)
     return;
-  for (size_t i = 0; i < info->ndisks; i++)
+  for (size_t i = 0; i < info->ndisks; i++) {
     free (info->disks[i].source);
+    free (info->disks[i].name);
+  }
   free (info->disks);
   memset (info, 0, sizeof *info);
 }
@@ -168,6 +192,26 @@ vmdr_disk_backed_up (const struct vmdr_domain_disk *d)
 {
   return d->is_disk && !d->readonly && !d->shareable &&
          (d->source != NULL || strcmp (d->source_type, "network") == 0);
+}
+
+bool
+vmdr_disk_is_rbd (const struct vmdr_domain_disk *d)
+{
+  return strcmp (d->source_type, "network") == 0 && strcmp (d->protocol, "rbd") == 0;
+}
+
+int
+vmdr_disk_rbd_name (const struct vmdr_domain_disk *d, char pool[128], char image[256])
+{
+  const char *slash = d->name ? strchr (d->name, '/') : NULL;
+
+  if (!vmdr_disk_is_rbd (d) || slash == NULL || slash == d->name || slash[1] == '\0' ||
+      strchr (slash + 1, '/') ||              /* POOL/NAMESPACE/IMAGE */
+      (size_t) (slash - d->name) >= 128 || strlen (slash + 1) >= 256)
+    return -EINVAL;
+  snprintf (pool, 128, "%.*s", (int) (slash - d->name), d->name);
+  snprintf (image, 256, "%s", slash + 1);
+  return 0;
 }
 
 /* ---- rewriting for another host ------------------------------------------- */

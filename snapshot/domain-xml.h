@@ -13,6 +13,9 @@ struct vmdr_domain_disk {
   char format[16];              /* driver type: "qcow2", "raw", "" if none */
   char source_type[16];         /* "file", "block", "network", "volume", "" */
   char *source;                 /* file or device path; NULL for network/none */
+  char protocol[16];            /* network disks: "rbd", "nbd", ... */
+  char *name;                   /* network disks: the source name ("POOL/IMAGE") */
+  char auth_user[64];           /* network disks: <auth username> */
   bool is_disk;                 /* device='disk' (not a cdrom or floppy) */
   bool readonly, shareable;
 };
@@ -32,6 +35,12 @@ void vmdr_domain_info_clear (struct vmdr_domain_info *info);
 /* The disks a backup takes by default: real disks (not cdroms, not
  * read-only, not shareable) with a source. */
 bool vmdr_disk_backed_up (const struct vmdr_domain_disk *d);
+
+/* Is D an RBD image (<disk type='network'><source protocol='rbd'>)?  Then
+ * its pool and image (IMAGE holds 256 bytes): 0, or -EINVAL for a name
+ * vmdr cannot read (no pool, a namespace, too long). */
+bool vmdr_disk_is_rbd (const struct vmdr_domain_disk *d);
+int vmdr_disk_rbd_name (const struct vmdr_domain_disk *d, char pool[128], char image[256]);
 
 /* ---- Rewriting a saved domain XML for another host ------------------------
  *

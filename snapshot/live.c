@@ -17,9 +17,16 @@
 #include "lock.h"
 #include "nbd-source.h"
 #include "qemu-nbd.h"
+#include "rbd-source.h"
 #include "verify.h"
 
 #define MAX_SELECTED VMDR_MAX_DISKS
+#define RBD_SAMPLE 16           /* unchanged chunks re-read per RBD disk: the diff check */
+
+struct rbd_disk {               /* a selected disk that is an RBD image */
+  struct vmdr_rbd *rbd;
+  struct vmdr_rbd_source *src;
+};
 
 struct run {
   virDomainPtr dom;
@@ -30,12 +37,16 @@ struct run {
   char *domain_xml;
   bool selected[256], incremental[256];
   size_t nselected;
+  bool in_job[256];             /* selected, and read through libvirt's job */
+  size_t njob, nrbd;
+  struct rbd_disk rbd[256];     /* the others: RBD images, read through librbd */
+  bool rbd_incremental;         /* some RBD disk was read from a diff */
   struct vmdr_manifest parent;  /* parent.id[0] == 0: none */
   char from[64];                /* checkpoint to increment from; "" = full */
   char checkpoint[64];
   char socket[PATH_MAX];
   char memfile[PATH_MAX];
-  bool job, frozen, quiesced;
+  bool job, frozen, quiesced, suspended;
   bool offline;                 /* shut off: its images through qemu-nbd */
 };
 
@@ -202,6 +213,80 @@ clear_orphan_job (struct run *run)
   return 0;
 }
 
+/* ---- RBD disks -------------------------------------------------------------
+ * QEMU keeps no dirty bitmap for an RBD disk, so those are left out of
+ * libvirt's job: the point in time is an RBD snapshot and what changed
+ * comes from Ceph (replicate/rbd-source.h). */
+
+static int
+open_rbd_disk (struct run *run, size_t i)
+{
+  const struct vmdr_domain_disk *d = &run->info.disks[i];
+  const char *id = run->o->ceph_id ? run->o->ceph_id : d->auth_user[0] ? d->auth_user : "admin";
+  char pool[128], image[256], err[512];
+  int r;
+
+  if (vmdr_disk_rbd_name (d, pool, image) < 0)
+    return fail (run->res, -ENOTSUP, "disk '%s' is an RBD image vmdr cannot read: '%s'",
+                 d->target, d->name ? d->name : "");
+  if ((r = vmdr_rbd_connect (pool, run->o->ceph_conf, id, &run->rbd[i].rbd, err, sizeof err)) < 0)
+    return fail (run->res, r, "disk '%s': %s", d->target, err);
+  if ((r = vmdr_rbd_source_open (run->rbd[i].rbd, image, &run->rbd[i].src)) < 0)
+    return fail (run->res, r, "cannot open the RBD image '%s/%s' of disk '%s': %s", pool, image,
+                 d->target, r == -ENOENT ? "no such image" : strerror (-r));
+  run->nrbd++;
+  return 0;
+}
+
+/* Which selected disks libvirt's job reads, and the RBD images of the others. */
+static int
+open_rbd (struct run *run)
+{
+  int r;
+
+  for (size_t i = 0; i < run->info.ndisks; i++) {
+    if (!run->selected[i])
+      continue;
+    if (!vmdr_disk_is_rbd (&run->info.disks[i])) {
+      run->in_job[i] = true;
+      run->njob++;
+    } else if ((r = open_rbd_disk (run, i)) < 0)
+      return r;
+  }
+  return 0;
+}
+
+/* The RBD snapshots, at the point in time ID (a snapshot id). */
+static int
+snap_rbd (struct run *run, const char *id)
+{
+  const char *time = strrchr (id, '/') + 1;
+  int r;
+
+  for (size_t i = 0; i < run->info.ndisks; i++)
+    if (run->rbd[i].src && (r = vmdr_rbd_source_snap (run->rbd[i].src, time)) < 0)
+      return fail (run->res, r, "cannot take an RBD snapshot of disk '%s': %s",
+                   run->info.disks[i].target, strerror (-r));
+  return 0;
+}
+
+/* Once the manifest is written only the newest RBD snapshot stays, as the
+ * next diff's base; when the snapshot failed, the one taken goes. */
+static void
+close_rbd (struct run *run, bool committed)
+{
+  for (size_t i = 0; i < run->info.ndisks; i++) {
+    struct rbd_disk *rd = &run->rbd[i];
+    if (rd->src && committed && vmdr_rbd_source_prune (rd->src) < 0)
+      warn (run->res, "cannot remove older RBD snapshots of disk '%s'", run->info.disks[i].target);
+    if (rd->src && !committed && vmdr_rbd_source_drop (rd->src) < 0)
+      warn (run->res, "cannot remove the RBD snapshot of disk '%s'", run->info.disks[i].target);
+    vmdr_rbd_source_close (rd->src);
+    vmdr_rbd_close (rd->rbd);
+    *rd = (struct rbd_disk) { NULL, NULL };
+  }
+}
+
 /* ---- the point in time ----------------------------------------------------- */
 
 #define AGENT_TIMEOUT_S 10
@@ -245,6 +330,24 @@ thaw (struct run *run)
   if (run->frozen && virDomainFSThaw (run->dom, NULL, 0, 0) < 0)
     warn (run->res, "cannot thaw '%s': %s", run->info.name, vmdr_virt_error ());
   run->frozen = false;
+  if (run->suspended && virDomainResume (run->dom) < 0)
+    warn (run->res, "cannot resume '%s': %s", run->info.name, vmdr_virt_error ());
+  run->suspended = false;
+}
+
+/* RBD snapshots and libvirt's job are separate acts: one point in time for
+ * all of them needs the guest still, unless it is frozen or paused for the
+ * memory capture already. */
+static int
+hold_still (struct run *run)
+{
+  if (run->nrbd == 0 || run->njob + run->nrbd < 2 || run->frozen || run->o->memory)
+    return 0;
+  if (virDomainSuspend (run->dom) < 0)
+    return fail (run->res, -EIO, "cannot pause '%s' for the backup point: %s", run->info.name,
+                 vmdr_virt_error ());
+  run->suspended = true;
+  return 0;
 }
 
 /* A live snapshot with memory and every disk 'manual': QEMU writes RAM
@@ -306,12 +409,35 @@ reactivate_disks (struct run *run, const struct vmdr_backup_spec *spec)
 
 /* ---- the backup ----------------------------------------------------------- */
 
+/* The job over the disks QEMU keeps bitmaps for. */
+static int
+begin_job (struct run *run, struct vmdr_backup_spec *spec)
+{
+  int r = vmdr_backup_begin (run->dom, spec);
+
+  if (r == -ESTALE && spec->incremental_from) {
+    /* A bitmap is missing or broken ("in-use" after a host crash, removed
+     * by hand): only a full backup can start a sound chain again. */
+    warn (run->res, "checkpoint '%s' is inconsistent (%s): taking a full backup", run->from,
+          vmdr_virt_error ());
+    run->from[0] = '\0';
+    memset (run->incremental, 0, sizeof run->incremental);
+    spec->incremental_from = NULL;
+    r = vmdr_backup_begin (run->dom, spec);
+  }
+  if (r < 0)
+    return fail (run->res, r, "cannot begin the backup of '%s': %s", run->info.name,
+                 vmdr_virt_error ());
+  run->job = true;
+  return 0;
+}
+
 static int
 begin (struct run *run, struct vmdr_manifest *m)
 {
   struct vmdr_backup_spec spec = {
     .socket = run->socket, .scratch_dir = run->o->scratch_dir, .domain = &run->info,
-    .selected = run->selected, .incremental = run->incremental,
+    .selected = run->in_job, .incremental = run->incremental,
     .incremental_from = run->from[0] ? run->from : NULL, .checkpoint = run->checkpoint,
   };
   struct timeval tv;
@@ -320,36 +446,39 @@ begin (struct run *run, struct vmdr_manifest *m)
   gettimeofday (&tv, NULL);
   if ((r = vmdr_manifest_start (m, run->info.name, tv.tv_sec, (unsigned) (tv.tv_usec / 1000))) < 0)
     return fail (run->res, r, "invalid domain name '%s'", run->info.name);
-  snprintf (run->checkpoint, sizeof run->checkpoint, "%s%s", VMDR_CHECKPOINT_PREFIX,
-            strrchr (m->id, '/') + 1);
+  if (run->njob)                /* else no job, no checkpoint */
+    snprintf (run->checkpoint, sizeof run->checkpoint, "%s%s", VMDR_CHECKPOINT_PREFIX,
+              strrchr (m->id, '/') + 1);
   snprintf (run->socket, sizeof run->socket, "%s/vmdr-%ld.sock", run->o->scratch_dir, (long) getpid ());
   unlink (run->socket);
   if (run->o->memory && (r = save_memory (run)) < 0)
     return r;
   double paused = mono_ms ();
-  r = run->o->memory ? reactivate_disks (run, &spec) : 0;
+  r = run->o->memory && run->njob ? reactivate_disks (run, &spec) : 0;
   if (r == 0)
     r = freeze (run);
-  if (r == 0 && (r = vmdr_backup_begin (run->dom, &spec)) == -ESTALE && spec.incremental_from) {
-    /* A bitmap is missing or broken ("in-use" after a host crash, removed
-     * by hand): only a full backup can start a sound chain again. */
-    warn (run->res, "checkpoint '%s' is inconsistent (%s): taking a full backup", run->from,
-          vmdr_virt_error ());
-    run->from[0] = '\0';
-    memset (run->incremental, 0, sizeof run->incremental);
-    spec.incremental_from = NULL;
-    r = vmdr_backup_begin (run->dom, &spec);
-  }
-  if (r < 0)
-    fail (run->res, r, "cannot begin the backup of '%s': %s", run->info.name, vmdr_virt_error ());
+  if (r == 0 && (r = hold_still (run)) == 0 && (r = snap_rbd (run, m->id)) == 0 && run->njob)
+    r = begin_job (run, &spec);
+  bool held = run->suspended;
   thaw (run);
   if (run->o->memory && virDomainResume (run->dom) < 0 && r == 0)
     r = fail (run->res, -EIO, "cannot resume '%s': %s", run->info.name, vmdr_virt_error ());
-  run->res->pause_ms = run->o->memory ? mono_ms () - paused : 0;
-  if (r < 0)
-    return r;
-  run->job = true;
-  return 0;
+  run->res->pause_ms = run->o->memory || held ? mono_ms () - paused : 0;
+  return r;
+}
+
+/* A disk read: the manifest's entry for it, and the run's totals. */
+static void
+put_disk (struct run *run, const char *target, const char *format, const struct vmdr_disk_tree *t,
+          const struct vmdr_disk_write_stats *st, struct vmdr_manifest_disk *md)
+{
+  *md = (struct vmdr_manifest_disk) { .virtual_size = t->virtual_size, .chunk_size = t->chunk_size,
+                                      .fanout = t->fanout, .depth = t->depth, .root = t->root,
+                                      .bytes_read = st->bytes_read, .bytes_new = st->bytes_new };
+  snprintf (md->target, sizeof md->target, "%s", target);
+  snprintf (md->format, sizeof md->format, "%s", format);
+  run->res->bytes_read += st->bytes_read;
+  run->res->bytes_new += st->bytes_new;
 }
 
 /* Back up disk I from the NBD export named after it on SOCKET: the chunks
@@ -384,13 +513,60 @@ read_disk_from (struct run *run, size_t i, const char *socket, const char *bitma
   vmdr_nbd_source_close (&src);
   if (r < 0)
     return fail (run->res, r, "cannot back up disk '%s': %s", d->target, strerror (-r));
-  *md = (struct vmdr_manifest_disk) { .virtual_size = t.virtual_size, .chunk_size = t.chunk_size,
-                                      .fanout = t.fanout, .depth = t.depth, .root = t.root,
-                                      .bytes_read = st.bytes_read, .bytes_new = st.bytes_new };
-  snprintf (md->target, sizeof md->target, "%s", d->target);
-  snprintf (md->format, sizeof md->format, "%s", d->format[0] ? d->format : "raw");
-  run->res->bytes_read += st.bytes_read;
-  run->res->bytes_new += st.bytes_new;
+  put_disk (run, d->target, d->format[0] ? d->format : "raw", &t, &st, md);
+  return 0;
+}
+
+/* The base of an RBD disk's diff: the parent's RBD snapshot, when the
+ * parent read the disk from RBD with today's geometry. */
+static const struct vmdr_manifest_disk *
+rbd_parent (struct run *run, const char *target)
+{
+  const struct vmdr_repo_config *cfg = vmdr_repo_config (run->repo);
+  const struct vmdr_manifest_disk *pd = parent_disk (&run->parent, target);
+
+  if (run->o->full || pd == NULL || strcmp (pd->format, "rbd") != 0 || pd->checkpoint_name == NULL ||
+      pd->chunk_size != cfg->chunk_size || pd->fanout != cfg->fanout)
+    return NULL;
+  return pd;
+}
+
+/* Disk I, an RBD image, from its snapshot taken at the point: what the
+ * diff from the parent's RBD snapshot reports, or all of it.  The
+ * snapshot's name goes into the manifest as the next diff's base. */
+static int
+rbd_disk (struct run *run, size_t i, struct vmdr_manifest_disk *md)
+{
+  const struct vmdr_domain_disk *d = &run->info.disks[i];
+  const struct vmdr_manifest_disk *pd = rbd_parent (run, d->target);
+  struct vmdr_rbd_source *src = run->rbd[i].src;
+  struct vmdr_rbd_source_opts so = { .sample = RBD_SAMPLE, .threads = run->o->threads,
+                                     .progress = run->o->progress, .popaque = run->o->popaque };
+  struct vmdr_rbd_source_stats st;
+  struct vmdr_disk_tree parent, t;
+  int r;
+
+  if (pd) {
+    vmdr_manifest_disk_tree (pd, &parent);
+    so.base = pd->checkpoint_name;
+    so.parent = &parent;
+  }
+  r = vmdr_rbd_source_write (src, run->repo, &so, &t, &st);
+  if (r == -ENOENT && so.base) {
+    warn (run->res, "RBD snapshot '%s' of disk '%s' is gone: reading the disk whole", so.base, d->target);
+    so.base = NULL;
+    so.parent = NULL;
+    r = vmdr_rbd_source_write (src, run->repo, &so, &t, &st);
+  }
+  if (r < 0)
+    return fail (run->res, r, "cannot back up RBD disk '%s': %s", d->target, strerror (-r));
+  if (st.fell_back)
+    warn (run->res, "the RBD diff of disk '%s' missed a change a sampled chunk showed: read it whole",
+          d->target);
+  put_disk (run, d->target, "rbd", &t, &st.w, md);
+  if ((md->checkpoint_name = strdup (vmdr_rbd_source_base (src))) == NULL)
+    return fail (run->res, -ENOMEM, "out of memory");
+  run->rbd_incremental |= !st.full;
   return 0;
 }
 
@@ -400,6 +576,8 @@ read_disk (struct run *run, size_t i, struct vmdr_manifest_disk *md)
 {
   char bitmap[64];
 
+  if (run->rbd[i].src)
+    return rbd_disk (run, i, md);
   snprintf (bitmap, sizeof bitmap, "backup-%s", run->info.disks[i].target);
   return read_disk_from (run, i, run->socket, run->incremental[i] ? bitmap : NULL, md);
 }
@@ -512,11 +690,12 @@ commit (struct run *run, struct vmdr_manifest *m)
     return fail (run->res, r, "cannot write to the repository: %s", strerror (-r));
   if ((r = record_checkpoint (run, m)) < 0)
     return r;
-  m->kind = run->from[0] ? VMDR_KIND_INCREMENTAL : VMDR_KIND_FULL;
+  bool incremental = run->from[0] || run->rbd_incremental;
+  m->kind = incremental ? VMDR_KIND_INCREMENTAL : VMDR_KIND_FULL;
   m->consistency = run->o->memory ? VMDR_WITH_MEMORY
                  : run->quiesced ? VMDR_QUIESCED : VMDR_CRASH;
   snprintf (m->uuid, sizeof m->uuid, "%s", run->info.uuid);
-  if (run->from[0])
+  if (incremental)
     snprintf (m->parent, sizeof m->parent, "%s", run->parent.id);
   if ((m->domain_xml = strdup (run->domain_xml)) == NULL)
     return fail (run->res, -ENOMEM, "out of memory");
@@ -550,6 +729,8 @@ offline_disk (struct run *run, size_t i, struct vmdr_manifest_disk *md)
   char sock[PATH_MAX];
   int r;
 
+  if (run->rbd[i].src)
+    return rbd_disk (run, i, md);
   if (d->source == NULL || strcmp (d->source_type, "network") == 0)
     return fail (run->res, -ENOTSUP, "disk '%s' of shut-off '%s' has no local image", d->target,
                  run->info.name);
@@ -591,7 +772,7 @@ locked_offline (struct run *run)
   gettimeofday (&tv, NULL);
   if ((r = vmdr_manifest_start (m, run->info.name, tv.tv_sec, (unsigned) (tv.tv_usec / 1000))) < 0)
     return fail (run->res, r, "invalid domain name '%s'", run->info.name);
-  if ((r = read_disks (run, m, offline_disk)) < 0)
+  if ((r = snap_rbd (run, m->id)) < 0 || (r = read_disks (run, m, offline_disk)) < 0)
     return r;
   for (size_t i = 0; i < run->info.ndisks; i++)
     any_incremental |= run->selected[i] && run->incremental[i];
@@ -599,7 +780,7 @@ locked_offline (struct run *run)
     run->from[0] = '\0';
   run->checkpoint[0] = '\0';   /* no new checkpoint: the parent's stays */
   if ((r = commit (run, m)) == 0)
-    run->res->incremental = run->from[0] != '\0';
+    run->res->incremental = run->from[0] || run->rbd_incremental;
   return r;
 }
 
@@ -610,13 +791,15 @@ locked (struct run *run)
   size_t deleted;
   int r;
 
+  if ((r = open_rbd (run)) < 0)
+    return r;
   if (run->offline)
     return locked_offline (run);
   if ((r = find_parent (run)) < 0 || (r = clear_orphan_job (run)) < 0)
     return r;
   if (!run->o->full)
     plan_chain (run);
-  if (!run->o->full && run->parent.id[0] && run->from[0] == '\0')
+  if (!run->o->full && run->parent.id[0] && run->from[0] == '\0' && run->njob)
     warn (run->res, "no disk of '%s' has a usable checkpoint: taking a full backup", run->info.name);
   ensure_checkpoint (run);
   if ((r = begin (run, m)) < 0)
@@ -629,9 +812,10 @@ locked (struct run *run)
   unlink (run->socket);
   if (run->memfile[0])
     unlink (run->memfile);
-  if (r == 0 && vmdr_checkpoints_prune (run->dom, run->checkpoint, &deleted) < 0)
+  if (r == 0 && run->checkpoint[0] &&
+      vmdr_checkpoints_prune (run->dom, run->checkpoint, &deleted) < 0)
     warn (run->res, "cannot delete older checkpoints: %s", vmdr_virt_error ());
-  run->res->incremental = r == 0 && run->from[0];
+  run->res->incremental = r == 0 && (run->from[0] || run->rbd_incremental);
   return r;
 }
 
@@ -671,6 +855,7 @@ vmdr_snapshot_live (virConnectPtr conn, const char *domain, struct vmdr_repo *re
     if (took_over)
       warn (res, "took over the lock of a run that died (pid %d)", (int) holder.pid);
     r = locked (&run);
+    close_rbd (&run, r == 0);
     if (r == 0)
       chain_position (&run);
     vmdr_lock_release (lock);

@@ -28,6 +28,8 @@ struct vmdr_live_opts {
   bool quiesce;                 /* freeze file systems through the guest agent */
   bool require_quiesce;         /* ... and fail without an agent */
   bool memory;                  /* capture RAM at the same point as the disks */
+  const char *ceph_conf;        /* RBD disks: the Ceph configuration (NULL: default) */
+  const char *ceph_id;          /* ... and the cephx user (NULL: the disk's <auth>, else admin) */
   unsigned threads;
   vmdr_progress_fn progress;
   void *popaque;

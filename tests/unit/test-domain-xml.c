@@ -428,6 +428,38 @@ Test (domain_xml, name_is_escaped_not_parsed)
   free (out);
 }
 
+/* An RBD disk's pool, image and cephx user, for vmdr-snapshot to read it
+ * through librbd; names vmdr cannot map are refused, not guessed. */
+Test (domain_xml, rbd_disks_parsed)
+{
+  static const char xml[] =
+    "<domain type='kvm'><name>a</name><devices>"
+    "<disk type='network' device='disk'><driver name='qemu' type='raw'/>"
+    "<auth username='backup'><secret type='ceph' uuid='e5a2b5e2-0000-4000-8000-000000000001'/></auth>"
+    "<source protocol='rbd' name='vms/web1-vda'/><target dev='vda'/></disk>"
+    "<disk type='network' device='disk'><source protocol='rbd' name='vms/ns/img'>"
+    "<auth username='other'/></source><target dev='vdb'/></disk>"
+    "<disk type='network' device='disk'><source protocol='nbd' name='export'/><target dev='vdc'/></disk>"
+    "<disk type='network' device='disk'><source protocol='rbd' name='noslash'/><target dev='vdd'/></disk>"
+    "</devices></domain>";
+  struct vmdr_domain_info info;
+  char pool[128], image[256];
+
+  cr_assert_eq (vmdr_domain_info_parse (xml, strlen (xml), &info), 0);
+  cr_assert_eq (info.ndisks, 4);
+  cr_expect (vmdr_disk_is_rbd (&info.disks[0]));
+  cr_expect_eq (vmdr_disk_rbd_name (&info.disks[0], pool, image), 0);
+  cr_expect_str_eq (pool, "vms");
+  cr_expect_str_eq (image, "web1-vda");
+  cr_expect_str_eq (info.disks[0].auth_user, "backup");
+  cr_expect_str_eq (info.disks[1].auth_user, "other", "<auth> under <source> too");
+  cr_expect_eq (vmdr_disk_rbd_name (&info.disks[1], pool, image), -EINVAL, "a namespace");
+  cr_expect_not (vmdr_disk_is_rbd (&info.disks[2]));
+  cr_expect_eq (vmdr_disk_rbd_name (&info.disks[2], pool, image), -EINVAL);
+  cr_expect_eq (vmdr_disk_rbd_name (&info.disks[3], pool, image), -EINVAL, "no pool");
+  vmdr_domain_info_clear (&info);
+}
+
 /* ---- the test lab ---- */
 
 Test (domain_xml, lab_network)
