@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "cmd-repo.h"
+#include "prune.h"
 #include "disk-io.h"
 
 const char *
@@ -87,6 +88,28 @@ cmd_jobs_arg (const char *arg)
   if (errno || *end || end == arg || jobs < 1 || jobs > VMDR_MAX_THREADS)
     cli_usage_error ("invalid number of jobs '%s' (1 to %d)", arg, VMDR_MAX_THREADS);
   return (unsigned) jobs;
+}
+
+void
+cmd_keep_arg (int c, int base, const char *arg, struct vmdr_keep *k)
+{
+  static const char *const names[CMD_KEEP_COUNT] = {
+    "--keep-last", "--keep-hourly", "--keep-daily", "--keep-weekly", "--keep-monthly", "--keep-yearly",
+  };
+  unsigned *fields[CMD_KEEP_COUNT] = {
+    &k->last, &k->hourly, &k->daily, &k->weekly, &k->monthly, &k->yearly,
+  };
+  int i = c - base;
+  char *end;
+  long v;
+
+  if (i < 0 || i >= CMD_KEEP_COUNT)
+    abort ();                   /* the caller's table is wrong */
+  errno = 0;
+  v = strtol (arg, &end, 10);
+  if (errno || end == arg || *end || v < 0 || v > 1000000)
+    cli_usage_error ("invalid %s '%s' (0 to 1000000)", names[i], arg);
+  *fields[i] = (unsigned) v;
 }
 
 const char *

@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "cmd-repo.h"
 #include "progress.h"
+#include "prune.h"
 #include "rbd-replica.h"
 #include "size.h"
 #include "sync.h"
@@ -30,7 +31,7 @@ usage (FILE *fp, int status)
 "snapshot appears at DST only once all of it is there.  An interrupted run,\n"
 "run again, goes on without sending again what arrived.  DST is created,\n"
 "with SRC's chunking, if it is not a repository yet.  Snapshots pruned at\n"
-"SRC stay at DST.\n"
+"SRC stay at DST unless --prune-dst applies DST's own rules after the copy.\n"
 "\n"
 "DST may also be a warm replica in Ceph RBD,\n"
 "  rbd://POOL[/PREFIX]?conf=CEPH.CONF&id=USER[&keyring=FILE]\n"
@@ -45,6 +46,13 @@ usage (FILE *fp, int status)
 "      --since=TIME       only snapshots taken at or after TIME (ISO 8601)\n"
 "      --bwlimit=RATE     at most RATE bytes a second to DST (K, M, G suffixes)\n"
 "  -j, --jobs=N           parallel copiers (default 2)\n"
+"      --prune-dst        after a complete copy, remove the snapshots of the\n"
+"                         domains replicated (all, without DOMAIN) that\n"
+"                         DST's rules do not keep, then collect DST's garbage\n"
+"                         (packs unreferenced for an hour); rules as in\n"
+"                         vmdr-prune, at least one:\n"
+"      --keep-last=N, --keep-hourly=N, --keep-daily=N, --keep-weekly=N,\n"
+"      --keep-monthly=N, --keep-yearly=N\n"
 "      --progress         a progress line on stderr even when it is no terminal\n"
 "      --no-progress      none even on a terminal\n"
 "      --json             one JSON object on stdout\n"
@@ -60,7 +68,8 @@ usage (FILE *fp, int status)
 struct opts {
   struct vmdr_sync_opts s;
   const char *to;
-  bool json, quiet;
+  bool json, quiet, prune_dst;
+  struct vmdr_keep keep;
   struct progress prog;
 };
 
@@ -110,8 +119,13 @@ open_dst (const char *address, struct vmdr_repo *src, bool quiet)
   return cmd_open_repo (address, false);
 }
 
+struct pruned {
+  json_object *ids;             /* the snapshots removed at DST */
+  uint64_t bytes_deleted;       /* by DST's GC */
+};
+
 static void
-print_json (int r, const struct vmdr_sync_stats *st, double secs)
+print_json (int r, const struct vmdr_sync_stats *st, const struct pruned *p, double secs)
 {
   json_object *j = json_object_new_object (), *w = json_object_new_array ();
 
@@ -124,6 +138,8 @@ print_json (int r, const struct vmdr_sync_stats *st, double secs)
   json_object_object_add (j, "bytes_sent", json_object_new_int64 ((int64_t) st->bytes_sent));
   json_object_object_add (j, "chunks_present", json_object_new_int64 ((int64_t) st->chunks_present));
   json_object_object_add (j, "bytes_read", json_object_new_int64 ((int64_t) st->bytes_read));
+  json_object_object_add (j, "pruned", json_object_get (p->ids));
+  json_object_object_add (j, "bytes_deleted", json_object_new_int64 ((int64_t) p->bytes_deleted));
   for (size_t i = 0; i < st->nwarnings; i++)
     json_object_array_add (w, json_object_new_string (st->warnings[i]));
   json_object_object_add (j, "warnings", w);
@@ -197,14 +213,57 @@ replicate_rbd (struct vmdr_repo *src, struct opts *o)
   return r == -EBUSY ? VMDR_EXIT_BUSY : r < 0 ? VMDR_EXIT_FAILED : VMDR_EXIT_OK;
 }
 
+static void
+note_pruned (void *opaque, const char *id)
+{
+  json_object_array_add (opaque, json_object_new_string (id));
+}
+
+/* --prune-dst: DST's rules over the domains replicated, then DST's GC.
+ * Errors are printed; the exit status. */
+static int
+prune_dst (struct vmdr_repo *dst, const struct opts *o, struct pruned *p)
+{
+  char **doms = (char **) o->s.domains, freed[16];
+  size_t n = o->s.ndomains, removed;
+  struct vmdr_gc_stats gc;
+  int r = 0;
+
+  if (doms == NULL && (r = vmdr_snapshot_domains (dst, &doms, &n)) < 0) {
+    cli_error ("cannot list the domains at '%s': %s", o->to, strerror (-r));
+    return VMDR_EXIT_FAILED;
+  }
+  for (size_t i = 0; i < n && r == 0; i++)
+    if ((r = vmdr_retention_apply (dst, doms[i], &o->keep, false, note_pruned, p->ids, &removed)) < 0)
+      cli_error ("cannot prune '%s' at '%s': %s", doms[i], o->to, strerror (-r));
+  if (o->s.domains == NULL)
+    vmdr_strv_free (doms, n);
+  if (r < 0)
+    return VMDR_EXIT_FAILED;
+  if ((r = vmdr_gc (dst, 3600, false, &gc)) == -EBUSY) {
+    cli_error ("a writer or GC holds '%s': its garbage is collected next time", o->to);
+    return VMDR_EXIT_BUSY;
+  }
+  if (r < 0) {
+    cli_error ("cannot collect the garbage of '%s': %s", o->to, strerror (-r));
+    return VMDR_EXIT_FAILED;
+  }
+  p->bytes_deleted = gc.bytes_deleted;
+  if (!o->quiet && !o->json)
+    printf ("%zu snapshot%s pruned at the destination, %s freed\n", json_object_array_length (p->ids),
+            json_object_array_length (p->ids) == 1 ? "" : "s", cmd_size (gc.bytes_deleted, freed));
+  return VMDR_EXIT_OK;
+}
+
 /* Run the copy; the exit status. */
 static int
 replicate (struct vmdr_repo *src, struct vmdr_repo *dst, struct opts *o, const char *srca)
 {
   struct vmdr_sync_stats st;
+  struct pruned p = { .ids = json_object_new_array () };
   double t0 = cmd_now ();
   char sent[16];
-  int r = vmdr_sync (src, dst, &o->s, &st);
+  int r = vmdr_sync (src, dst, &o->s, &st), status;
 
   progress_end (&o->prog);
   if (r == -EXDEV)
@@ -218,19 +277,24 @@ replicate (struct vmdr_repo *src, struct vmdr_repo *dst, struct opts *o, const c
     cli_error ("cannot replicate to '%s': %s", o->to, strerror (-r));
   for (size_t i = 0; i < st.nwarnings && !o->json; i++)
     cli_error ("%s", st.warnings[i]);
-  if (o->json)
-    print_json (r, &st, cmd_now () - t0);
-  else if (!o->quiet && r == 0)
+  if (!o->json && !o->quiet && r == 0)
     printf ("%zu snapshot%s copied (%zu already there), %s sent\n", st.snapshots_copied,
             st.snapshots_copied == 1 ? "" : "s", st.snapshots_present,
             cmd_size (st.bytes_sent, sent));
-  return r == -EBUSY ? VMDR_EXIT_BUSY : r < 0 ? VMDR_EXIT_FAILED : VMDR_EXIT_OK;
+  status = r == -EBUSY ? VMDR_EXIT_BUSY : r < 0 ? VMDR_EXIT_FAILED : VMDR_EXIT_OK;
+  /* Only after a whole copy: DST must not lose what SRC has not given it. */
+  if (status == VMDR_EXIT_OK && o->prune_dst)
+    status = prune_dst (dst, o, &p);
+  if (o->json)
+    print_json (status == VMDR_EXIT_OK ? 0 : r < 0 ? r : -EIO, &st, &p, cmd_now () - t0);
+  json_object_put (p.ids);
+  return status;
 }
 
 int
 main (int argc, char **argv)
 {
-  enum { TO = CHAR_MAX + 1, SINCE, BWLIMIT, JSON, PROGRESS, NO_PROGRESS };
+  enum { TO = CHAR_MAX + 1, SINCE, BWLIMIT, JSON, PROGRESS, NO_PROGRESS, PRUNE_DST, KEEP };
   static const struct option lopts[] = {
     { "repo", required_argument, NULL, 'r' },
     { "to", required_argument, NULL, TO },
@@ -243,12 +307,14 @@ main (int argc, char **argv)
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
+    { "prune-dst", no_argument, NULL, PRUNE_DST },
+    CMD_KEEP_OPTIONS (KEEP),
     { NULL },
   };
   struct opts o = { .s = { .threads = 2 } };
   const char *repo_opt = NULL, *address;
   struct vmdr_repo *src, *dst;
-  int c, show = -1, status;
+  int c, show = -1, status, keeps = 0;
 
   cli_init (argv[0]);
   opterr = 0;
@@ -266,6 +332,8 @@ main (int argc, char **argv)
     case PROGRESS: show = 1; break;
     case NO_PROGRESS: show = 0; break;
     case 'q': o.quiet = true; break;
+    case PRUNE_DST: o.prune_dst = true; break;
+    case KEEP ... KEEP + CMD_KEEP_COUNT - 1: cmd_keep_arg (c, KEEP, optarg, &o.keep); keeps++; break;
     case 'h': usage (stdout, VMDR_EXIT_OK);
     case 'V': cli_version ();
     default: cli_bad_option (c, argv);
@@ -273,6 +341,13 @@ main (int argc, char **argv)
   }
   if (o.to == NULL)
     cli_usage_error ("no destination: give --to DST");
+  if (keeps && !o.prune_dst)
+    cli_usage_error ("--keep-* rules apply to the destination only with --prune-dst");
+  if (o.prune_dst && !(o.keep.last || o.keep.hourly || o.keep.daily || o.keep.weekly ||
+                       o.keep.monthly || o.keep.yearly))
+    cli_usage_error ("--prune-dst needs a rule that keeps something (--keep-last=N, ...)");
+  if (o.prune_dst && vmdr_rbd_address_is (o.to))
+    cli_usage_error ("--prune-dst applies to repositories, not to an RBD replica");
   for (int i = optind; i < argc; i++)
     if (!vmdr_domain_name_valid (argv[i]))
       cli_usage_error ("invalid domain name '%s'", argv[i]);

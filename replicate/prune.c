@@ -72,6 +72,66 @@ vmdr_retention_select (char *const *ids, size_t n, const struct vmdr_keep *k,
   return 0;
 }
 
+int
+vmdr_retention_apply (struct vmdr_repo *repo, const char *domain, const struct vmdr_keep *k,
+                      bool dry_run, vmdr_removed_fn fn, void *opaque, size_t *removed)
+{
+  _cleanup_free_ bool *keep = NULL;
+  char **ids;
+  size_t n;
+  int r;
+
+  *removed = 0;
+  if ((r = vmdr_snapshot_list (repo, domain, &ids, &n)) < 0)
+    return r;
+  if ((keep = calloc (n ? n : 1, sizeof *keep)) == NULL)
+    r = -ENOMEM;
+  else
+    r = vmdr_retention_select (ids, n, k, keep);
+  for (size_t i = 0; i < n && r == 0; i++) {
+    if (keep[i])
+      continue;
+    if (!dry_run && (r = vmdr_manifest_delete (repo, ids[i])) < 0)
+      break;
+    if (!dry_run)
+      vmdr_damage_clear (repo, ids[i]);
+    if (fn)
+      fn (opaque, ids[i]);
+    (*removed)++;
+  }
+  vmdr_strv_free (ids, n);
+  return r;
+}
+
+int
+vmdr_snapshot_domains (struct vmdr_repo *repo, char ***out, size_t *nout)
+{
+  char **ids, **doms;
+  size_t n, k = 0;
+  int r;
+
+  if ((r = vmdr_snapshot_list (repo, NULL, &ids, &n)) < 0)
+    return r;
+  doms = calloc (n ? n : 1, sizeof *doms);
+  for (size_t i = 0; doms && i < n; i++) {
+    size_t len = (size_t) (strrchr (ids[i], '/') - ids[i]);
+    if (k > 0 && strlen (doms[k - 1]) == len && strncmp (doms[k - 1], ids[i], len) == 0)
+      continue;
+    if ((doms[k] = strndup (ids[i], len)) == NULL) {
+      vmdr_strv_free (doms, k);
+      doms = NULL;
+      break;
+    }
+    k++;
+  }
+  vmdr_strv_free (ids, n);
+  if (doms == NULL)
+    return -ENOMEM;
+  *out = doms;
+  *nout = k;
+  return 0;
+}
+
 /* ---- garbage collection -------------------------------------------------- */
 
 struct mark {

@@ -26,6 +26,19 @@ struct vmdr_keep {
 int vmdr_retention_select (char *const *ids, size_t n, const struct vmdr_keep *k,
                            bool *keep);
 
+/* Apply K to DOMAIN's snapshots in REPO: remove (DRY_RUN: only name)
+ * each one no rule keeps, oldest first, with its damage mark; FN (may be
+ * NULL) hears of each, *REMOVED counts them.  0, -EINVAL (no rule keeps
+ * anything, or a malformed id), or the error of listing or removing (the
+ * snapshots before it are gone). */
+typedef void (*vmdr_removed_fn) (void *opaque, const char *id);
+int vmdr_retention_apply (struct vmdr_repo *repo, const char *domain, const struct vmdr_keep *k,
+                          bool dry_run, vmdr_removed_fn fn, void *opaque, size_t *removed);
+
+/* The distinct domains with snapshots in REPO, sorted: *out and each string
+ * malloc'd (vmdr_strv_free).  0 or -errno. */
+int vmdr_snapshot_domains (struct vmdr_repo *repo, char ***out, size_t *n);
+
 struct vmdr_gc_stats {
   uint64_t snapshots;           /* manifests marked from */
   uint64_t objects_reachable;   /* chunks and nodes */

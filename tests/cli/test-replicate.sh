@@ -63,6 +63,16 @@ vmdr-replicate -q -r "$S" --to "$D"
 tap_is "snapshots pruned at the source stay at the destination" "$(ids "$D" | wc -w)" 4
 tap_ok "... and still verify" vmdr-verify -q -r "$D"
 
+# --prune-dst: the destination's own rules, applied after the copy
+vmdr-replicate -q -r "$S" --to "$D" --prune-dst --keep-last 2 web --json > "$T/j"; st=$?
+tap_is "--prune-dst --keep-last 2 web: the oldest web snapshot goes at DST, db stays" \
+  "$st $(js "$T/j" 'd["pruned"]' | tr -d "[]',") $(ids "$D")" "0 $w1 $d1 $w2 $w3"
+tap_ok "... and DST verifies" vmdr-verify -q -r "$D"
+vmdr-replicate -r "$S" --to "$D" --keep-last 2 >/dev/null 2>&1; st=$?
+tap_is "a --keep rule without --prune-dst: exit 2" "$st" 2
+vmdr-replicate -r "$S" --to "$D" --prune-dst >/dev/null 2>&1; st=$?
+tap_is "--prune-dst without a rule: exit 2" "$st" 2
+
 errline() { "$@" 2>&1 >/dev/null | head -1; }
 vmdr-init -q -r "$T/other" --chunk-size 128K
 tap_is "a destination with other chunking is refused" \
@@ -95,6 +105,9 @@ tap_is "... named in one line" "$(cat "$T/err")" \
   "vmdr-replicate: $d1: not copied: damaged at the source (checksum mismatch or malformed); run vmdr-verify"
 tap_ok "... never visible at the destination, the others are" \
   sh -c "vmdr-ls -r '$T/dst-bad' | grep -q '^web/' && ! vmdr-ls -r '$T/dst-bad' | grep -q '^db/'"
+before=$(ids "$T/dst-bad")
+vmdr-replicate -q -r "$S" --to "$T/dst-bad" --prune-dst --keep-last 1 > /dev/null 2>&1; st=$?
+tap_is "... and with --prune-dst, a copy that failed prunes nothing" "$st $(ids "$T/dst-bad")" "1 $before"
 
 # SIGKILL half way; the rerun completes and does not send it all again.
 head -c $((96 << 20)) /dev/urandom > "$T/big"
