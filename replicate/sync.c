@@ -55,14 +55,20 @@ static int
 copy_one (struct copier *c, struct vmdr_zctx *z, void *buf, const struct job *j,
           size_t *stored, size_t *len)
 {
+  void *blob;
+  size_t blen;
   int r;
 
   *stored = *len = 0;
   if (vmdr_repo_has_chunk (c->dst, &j->d))
     return 0;
-  if ((r = vmdr_repo_get_chunk (c->src, z, &j->d, buf, c->cap, len)) < 0)
-    return r;                   /* verified against its digest, or refused */
-  return vmdr_repo_put_chunk (c->dst, z, j->kind, &j->d, buf, *len, stored);
+  /* Verified against its digest (decompressed, hashed), then stored as
+   * it came: compressing it again would cost more than all the rest. */
+  if ((r = vmdr_repo_get_blob (c->src, z, &j->d, &blob, &blen, buf, c->cap, len)) < 0)
+    return r;
+  r = vmdr_repo_put_blob (c->dst, &j->d, blob, blen, stored);
+  free (blob);
+  return r;
 }
 
 /* --bwlimit: sleep until the bytes sent fit the rate.  Called unlocked. */

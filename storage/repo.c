@@ -12,6 +12,9 @@
 
 #define PENDING UINT32_MAX      /* chunk in the pack being written */
 #define QUEUE_MAX 2             /* full packs waiting to be written */
+/* Packs written at once: a pack's upload to an object store is one
+ * request, bound by its round trips and the server, not by our CPU. */
+#define FLUSHERS 3
 
 /* One chunk-index slot.  digest all zero = empty slot (the zero digest is
  * never stored: all-zero chunks are not chunks). */
@@ -35,13 +38,18 @@ struct vmdr_repo {
   struct vmdr_pack_writer *w;
   unsigned inflight;            /* detached packs queued or being written */
   pthread_cond_t flushed;       /* signalled when one is done */
-  /* Full packs wait here for the flusher thread, which writes them while
-   * the workers go on compressing: at most QUEUE_MAX of them (memory). */
+  /* Full packs wait here for the flusher threads, which write them while
+   * the workers go on compressing: at most QUEUE_MAX of them (memory).
+   * Each flusher writes its pack's data at once, but the index objects,
+   * which make packs visible, in the order the packs were filled: the
+   * pack numbered seq_indexed is the next whose index may go. */
   struct vmdr_pack_writer *queue[QUEUE_MAX];
   size_t queued;
   pthread_cond_t queue_cond;    /* the queue changed */
-  pthread_t flusher;
-  bool flusher_running, stopping;
+  pthread_t flushers[FLUSHERS];
+  unsigned nflushers;
+  bool flushers_tried, stopping;
+  uint64_t seq_taken, seq_indexed;
   /* A failed pack write loses the pending chunks the index still lists:
    * from then on every put and flush fails with this error. */
   int failed;
@@ -339,10 +347,18 @@ detach_locked (struct vmdr_repo *r, struct vmdr_pack_writer **out)
   return 0;
 }
 
-/* Write a detached pack, then its index (the visibility rule), without the
- * lock; then index its blobs.  Frees W. */
+/* Wait for the turn of pack SEQ to write its index, under the lock. */
+static void
+wait_turn_locked (struct vmdr_repo *r, uint64_t seq)
+{
+  while (r->seq_indexed != seq)
+    pthread_cond_wait (&r->flushed, &r->lock);
+}
+
+/* Write detached pack number SEQ, then, in its turn, its index (the
+ * visibility rule), without the lock; then index its blobs.  Frees W. */
 static int
-write_detached (struct vmdr_repo *r, struct vmdr_pack_writer *w)
+write_detached (struct vmdr_repo *r, struct vmdr_pack_writer *w, uint64_t seq)
 {
   _cleanup_free_ void *pack = NULL, *index = NULL;
   _cleanup_free_ struct vmdr_pack_entry *e = NULL;
@@ -365,6 +381,11 @@ write_detached (struct vmdr_repo *r, struct vmdr_pack_writer *w)
     vmdr_pack_key (&id, key);
     ret = r->b->ops->put (r->b, key, pack, plen, 0);
   }
+  pthread_mutex_lock (&r->lock);
+  wait_turn_locked (r, seq);
+  if (ret == 0 && r->failed < 0)
+    ret = r->failed;            /* an earlier pack failed: stay invisible */
+  pthread_mutex_unlock (&r->lock);
   if (ret == 0) {
     vmdr_pack_index_key (&id, key);
     ret = r->b->ops->put (r->b, key, index, ilen, 0);
@@ -377,6 +398,7 @@ write_detached (struct vmdr_repo *r, struct vmdr_pack_writer *w)
   if (ret < 0 && r->failed == 0)
     r->failed = ret;
   r->inflight--;
+  r->seq_indexed++;
   pthread_cond_broadcast (&r->flushed);
   pthread_mutex_unlock (&r->lock);
   return ret;
@@ -396,10 +418,11 @@ flusher (void *opaque)
     if (r->queued == 0)
       break;
     struct vmdr_pack_writer *w = r->queue[0];
+    uint64_t seq = r->seq_taken++;
     memmove (r->queue, r->queue + 1, --r->queued * sizeof r->queue[0]);
     pthread_cond_broadcast (&r->queue_cond);
     pthread_mutex_unlock (&r->lock);
-    write_detached (r, w);
+    write_detached (r, w, seq);
     pthread_mutex_lock (&r->lock);
   }
   pthread_mutex_unlock (&r->lock);
@@ -412,12 +435,16 @@ static int
 enqueue (struct vmdr_repo *r, struct vmdr_pack_writer *w)
 {
   pthread_mutex_lock (&r->lock);
-  if (!r->flusher_running && !r->stopping &&
-      pthread_create (&r->flusher, NULL, flusher, r) == 0)
-    r->flusher_running = true;
-  if (!r->flusher_running) {
+  if (!r->flushers_tried && !r->stopping) {
+    r->flushers_tried = true;
+    while (r->nflushers < FLUSHERS &&
+           pthread_create (&r->flushers[r->nflushers], NULL, flusher, r) == 0)
+      r->nflushers++;
+  }
+  if (r->nflushers == 0) {
+    uint64_t seq = r->seq_taken++;
     pthread_mutex_unlock (&r->lock);
-    return write_detached (r, w);
+    return write_detached (r, w, seq);
   }
   while (r->queued == QUEUE_MAX)
     pthread_cond_wait (&r->queue_cond, &r->lock);
@@ -434,9 +461,9 @@ stop_flusher (struct vmdr_repo *r)
   r->stopping = true;
   pthread_cond_broadcast (&r->queue_cond);
   pthread_mutex_unlock (&r->lock);
-  if (r->flusher_running)
-    pthread_join (r->flusher, NULL);
-  r->flusher_running = false;
+  for (unsigned i = 0; i < r->nflushers; i++)
+    pthread_join (r->flushers[i], NULL);
+  r->nflushers = 0;
 }
 
 int
@@ -487,13 +514,15 @@ add_blob_locked (struct vmdr_repo *r, const struct vmdr_digest *d,
   return *full == NULL && vmdr_pack_full (r->w) ? detach_locked (r, full) : 0;
 }
 
+static int store_blob (struct vmdr_repo *r, const struct vmdr_digest *d, const uint8_t *blob,
+                       size_t blen, size_t len, size_t *stored_bytes);
+
 int
 vmdr_repo_put_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
                      enum vmdr_blob_kind kind, const struct vmdr_digest *d,
                      const void *data, size_t len, size_t *stored_bytes)
 {
   _cleanup_free_ uint8_t *blob = NULL;
-  struct vmdr_pack_writer *full = NULL;
   size_t blen, cap;
   int ret;
 
@@ -511,6 +540,39 @@ vmdr_repo_put_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
   ret = vmdr_blob_encode (z, kind, d, data, len, blob, cap, &blen);
   if (ret < 0)
     return ret;
+  return store_blob (r, d, blob, blen, len, stored_bytes);
+}
+
+int
+vmdr_repo_put_blob (struct vmdr_repo *r, const struct vmdr_digest *d,
+                    const void *blob, size_t blen, size_t *stored_bytes)
+{
+  struct vmdr_blob_header h;
+  int ret;
+
+  if (stored_bytes)
+    *stored_bytes = 0;
+  if (is_zero (d))
+    return -EINVAL;
+  if ((ret = vmdr_blob_parse_header (blob, blen, &h)) < 0)
+    return ret;
+  if (blen != VMDR_BLOB_HEADER_LEN + (size_t) h.stored_len ||
+      memcmp (&h.digest, d, sizeof *d) != 0)
+    return -EINVAL;
+  if (vmdr_repo_has_chunk (r, d))
+    return 0;
+  return store_blob (r, d, blob, blen, h.raw_len, stored_bytes);
+}
+
+/* Add encoded BLOB (of LEN bytes of plaintext) unless another thread
+ * stored D meanwhile; a pack it fills goes to the flusher. */
+static int
+store_blob (struct vmdr_repo *r, const struct vmdr_digest *d, const uint8_t *blob,
+            size_t blen, size_t len, size_t *stored_bytes)
+{
+  struct vmdr_pack_writer *full = NULL;
+  int ret;
+
   pthread_mutex_lock (&r->lock);
   if (r->failed < 0)
     ret = r->failed;
@@ -555,10 +617,9 @@ vmdr_repo_locate (struct vmdr_repo *r, const struct vmdr_digest *d,
   return ret;
 }
 
-int
-vmdr_repo_get_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
-                     const struct vmdr_digest *d, void *buf, size_t cap,
-                     size_t *len)
+/* The stored blob of D, header and payload: *blob (malloc'd) and *blen. */
+static int
+read_blob (struct vmdr_repo *r, const struct vmdr_digest *d, void **out, size_t *out_len)
 {
   _cleanup_free_ void *blob = NULL;
   char key[VMDR_PACK_KEY_LEN];
@@ -586,7 +647,39 @@ vmdr_repo_get_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
     return -EBADMSG;            /* the pack is shorter than its index says */
   if (ret < 0)
     return ret;
+  *out = blob;
+  blob = NULL;
+  *out_len = blen;
+  return 0;
+}
+
+int
+vmdr_repo_get_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
+                     const struct vmdr_digest *d, void *buf, size_t cap,
+                     size_t *len)
+{
+  _cleanup_free_ void *blob = NULL;
+  size_t blen;
+  int ret = read_blob (r, d, &blob, &blen);
+
+  if (ret < 0)
+    return ret;
   return vmdr_blob_decode (z, r->cfg.hash, blob, blen, d, buf, cap, len);
+}
+
+int
+vmdr_repo_get_blob (struct vmdr_repo *r, struct vmdr_zctx *z, const struct vmdr_digest *d,
+                    void **blob, size_t *blen, void *buf, size_t cap, size_t *len)
+{
+  int ret = read_blob (r, d, blob, blen);
+
+  if (ret < 0)
+    return ret;
+  if ((ret = vmdr_blob_decode (z, r->cfg.hash, *blob, *blen, d, buf, cap, len)) < 0) {
+    free (*blob);
+    *blob = NULL;
+  }
+  return ret;
 }
 
 /* ---- batched reads ---------------------------------------------------------- */

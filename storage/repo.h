@@ -85,6 +85,13 @@ int vmdr_repo_put_chunk (struct vmdr_repo *repo, struct vmdr_zctx *z,
                          enum vmdr_blob_kind kind, const struct vmdr_digest *d,
                          const void *data, size_t len, size_t *stored_bytes);
 
+/* Store BLOB (BLEN bytes, header and payload, as vmdr_repo_get_blob gave
+ * it: verified) as it is, unless a chunk with digest D exists: a copy
+ * between repositories neither decompresses nor compresses again.
+ * *stored_bytes as for put_chunk.  0, -EINVAL (not a blob of D), -errno. */
+int vmdr_repo_put_blob (struct vmdr_repo *repo, const struct vmdr_digest *d,
+                        const void *blob, size_t blen, size_t *stored_bytes);
+
 /* Write the current pack and its index.  After it returns 0 every chunk put
  * so far is durable and visible.  0 or -errno.
  * Packs become visible in the order they were filled, and after a pack
@@ -98,6 +105,11 @@ int vmdr_repo_flush (struct vmdr_repo *repo);
 int vmdr_repo_get_chunk (struct vmdr_repo *repo, struct vmdr_zctx *z,
                          const struct vmdr_digest *d, void *buf, size_t cap,
                          size_t *len);
+
+/* The same, and the stored blob as read: *blob (malloc'd; free it) and
+ * *blen, for vmdr_repo_put_blob.  On failure *blob is NULL. */
+int vmdr_repo_get_blob (struct vmdr_repo *repo, struct vmdr_zctx *z, const struct vmdr_digest *d,
+                        void **blob, size_t *blen, void *buf, size_t cap, size_t *len);
 
 /* Per-thread state for vmdr_repo_get_chunks: a decompression context and
  * the read buffer, kept from call to call (no allocation per chunk).
