@@ -45,3 +45,75 @@ bench_make_image() {
              END {printf "image: file system: %.0f MB of %.0f MB in use\n", (n-f)*b/1e6, n*b/1e6}' |
     tee -a "$results"
 }
+
+# ---- timing, shared by the benchmarks ---------------------------------------
+# bench_drop_caches: unless $drop is 0, so that inputs are read from disk.
+bench_drop_caches() { [[ ${drop:-1} == 1 ]] || return 0; sync; echo 3 >/proc/sys/vm/drop_caches; }
+# Machine-wide busy and idle jiffies.
+bench_cpu_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
+
+# bench_wait_quiet: wait (at most $quiet s, default 120) until less than 10 %
+# of the machine has been busy for two seconds in a row: other load here
+# comes in bursts.
+bench_wait_quiet() {
+  local waited=0 calm=0 b0 i0 b1 i1 limit=${quiet:-120}
+  (( limit > 0 )) || return 0
+  while (( calm < 2 )); do
+    read -r b0 i0 < <(bench_cpu_jiffies); sleep 1; read -r b1 i1 < <(bench_cpu_jiffies)
+    if awk -v b=$(( b1 - b0 )) -v i=$(( i1 - i0 )) 'BEGIN { exit !(b + i == 0 || b / (b + i) < 0.10) }'; then
+      calm=$(( calm + 1 ))
+      continue
+    fi
+    calm=0
+    (( ++waited < limit )) || { log "  (other load still running after $waited s: measuring anyway)"; return 0; }
+  done
+  (( waited == 0 )) || log "  (waited $waited s for other load to stop)"
+}
+
+# bench_writes IN OUT N SEED: OUT, a sparse copy of IN with N writes of
+# 64 KiB of real file data (from /usr/lib) onto distinct 64 KiB-aligned
+# offsets all over it: what a guest's scattered writes between two
+# backups look like.
+bench_writes() {
+  cp --sparse=always "$1" "$2"
+  python3 - "$2" "$3" "$4" <<'PY'
+import os, random, sys
+path, n, rnd = sys.argv[1], int(sys.argv[2]), random.Random(int(sys.argv[3]))
+size = os.path.getsize(path)
+src = [os.path.join(d, f) for d, _, fs in os.walk("/usr/lib") for f in fs
+       if os.path.isfile(os.path.join(d, f)) and not os.path.islink(os.path.join(d, f))
+       and os.path.getsize(os.path.join(d, f)) >= 65536][:5000]
+with open(path, "r+b") as out:
+    for off in rnd.sample(range(size // 65536), n):
+        f = rnd.choice(src)
+        with open(f, "rb") as i:
+            i.seek(rnd.randrange(0, os.path.getsize(f) - 65536 + 1))
+            out.seek(off * 65536); out.write(i.read(65536))
+PY
+}
+
+# bench_describe NAME: the results' first lines: what ran, on which
+# machine, with which vmdr (commit, uncommitted changes, build type).
+# Needs $root and $build.
+bench_describe() {
+  local dirty='' buildtype
+  [[ -z $(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null) ]] ||
+    dirty=' (with uncommitted changes)'
+  buildtype=$(python3 -c 'import json,sys; print(*[o["value"] for o in json.load(open(sys.argv[1])) if o["name"]=="buildtype"])' \
+    "$build/meson-info/intro-buildoptions.json" 2>/dev/null || echo '?')
+  log "# vmdr $1 benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(uname -sr)"
+  log "vmdr: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$dirty, build $build ($buildtype)"
+  lscpu | grep -E '^(CPU\(s\)|Model name)' | tee -a "$results"
+  log "memory: $(free -g | awk '/^Mem:/ {print $2 " GiB"}'), work dir on $(df --output=source "$work" | tail -1)"
+  if [[ ${drop:-1} == 1 ]]; then
+    log "page cache: dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every timed run"
+  else
+    log "page cache: NOT dropped: runs may read from memory"
+  fi
+}
+
+# bench_median: the median of the numbers on stdin (any spacing).
+bench_median() {
+  tr -s ' ' '\n' | grep . | sort -g |
+    awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}

@@ -234,6 +234,13 @@ rgw frontends = beast endpoint=127.0.0.1:$3
 # loopback itself, so no resolver change is needed
 rgw dns name = localhost
 EOF
+  # Benchmarks count requests and bytes per bucket (radosgw-admin usage
+  # show): a usage log flushed at once.  The tests need none.
+  [ -z "${VMDR_CEPH_RGW_USAGE:-}" ] || cat >> "$CONF" <<EOF
+rgw enable usage log = true
+rgw usage log tick interval = 1
+rgw usage log flush threshold = 1
+EOF
 }
 
 make_keyring() {
