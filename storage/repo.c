@@ -252,15 +252,47 @@ vmdr_repo_chunk_count (struct vmdr_repo *r)
   return n;
 }
 
+/* Pack indexes are read by this many threads at once: from an object store
+ * each is a request, and a repository has thousands. */
+#define LOAD_THREADS 8
+#define LOAD_MAX_PACKS (16u << 20)
+
 struct load {
   struct vmdr_repo *r;
+  pthread_mutex_t lock;         /* the fields below */
+  char **keys;                  /* the index objects listed */
+  size_t n, cap, next;
   size_t damaged;
+  int err;
 };
 
 static int
-load_one (void *opaque, const char *key, const struct vmdr_object_info *info)
+collect_key (void *opaque, const char *key, const struct vmdr_object_info *info)
 {
   struct load *l = opaque;
+  struct vmdr_digest id;
+
+  (void) info;
+  if (vmdr_pack_id_from_index_key (key, &id) < 0)
+    return 0;                   /* not ours: ignore */
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 1024;
+    char **k = cap <= LOAD_MAX_PACKS ? realloc (l->keys, cap * sizeof *k) : NULL;
+    if (k == NULL)
+      return cap <= LOAD_MAX_PACKS ? -ENOMEM : -EFBIG;
+    l->keys = k;
+    l->cap = cap;
+  }
+  if ((l->keys[l->n] = strdup (key)) == NULL)
+    return -ENOMEM;
+  l->n++;
+  return 0;
+}
+
+/* Read and index one pack index object; a damaged one is counted. */
+static int
+load_one (struct load *l, const char *key)
+{
   struct vmdr_repo *r = l->r;
   _cleanup_free_ void *data = NULL;
   _cleanup_free_ struct vmdr_pack_entry *e = NULL;
@@ -269,9 +301,7 @@ load_one (void *opaque, const char *key, const struct vmdr_object_info *info)
   uint32_t no;
   int ret;
 
-  (void) info;
-  if (vmdr_pack_id_from_index_key (key, &id) < 0)
-    return 0;                   /* not ours: ignore */
+  vmdr_pack_id_from_index_key (key, &id);
   ret = r->b->ops->get (r->b, key, 0, 0,
                         16 + (size_t) VMDR_PACK_INDEX_MAX_ENTRIES * VMDR_PACK_ENTRY_LEN,
                         &data, &len);
@@ -280,14 +310,56 @@ load_one (void *opaque, const char *key, const struct vmdr_object_info *info)
   if (ret == 0)
     ret = vmdr_pack_index_parse (data, len, &e, &n);
   if (ret == -EBADMSG || ret == -EFBIG) {
+    pthread_mutex_lock (&l->lock);
     l->damaged++;
+    pthread_mutex_unlock (&l->lock);
     return 0;
   }
   if (ret < 0)
     return ret;
-  if ((ret = add_pack (r, &id, &no)) < 0)
-    return ret;
-  return index_entries (r, no, e, n, false);
+  pthread_mutex_lock (&r->lock);
+  if ((ret = add_pack (r, &id, &no)) == 0)
+    ret = index_entries (r, no, e, n, false);
+  pthread_mutex_unlock (&r->lock);
+  return ret;
+}
+
+static void *
+load_worker (void *opaque)
+{
+  struct load *l = opaque;
+
+  for (;;) {
+    pthread_mutex_lock (&l->lock);
+    size_t i = l->next++;
+    bool stop = i >= l->n || l->err < 0;
+    pthread_mutex_unlock (&l->lock);
+    if (stop)
+      return NULL;
+    int ret = load_one (l, l->keys[i]);
+    if (ret < 0) {
+      pthread_mutex_lock (&l->lock);
+      if (l->err == 0)
+        l->err = ret;
+      pthread_mutex_unlock (&l->lock);
+    }
+  }
+}
+
+/* Run load_worker in LOAD_THREADS threads (or this one, when none starts). */
+static int
+load_all (struct load *l)
+{
+  pthread_t t[LOAD_THREADS];
+  size_t nt = 0;
+
+  while (nt < LOAD_THREADS && nt < l->n && pthread_create (&t[nt], NULL, load_worker, l) == 0)
+    nt++;
+  if (nt == 0)
+    load_worker (l);
+  for (size_t i = 0; i < nt; i++)
+    pthread_join (t[i], NULL);
+  return l->err;
 }
 
 int
@@ -307,8 +379,15 @@ vmdr_repo_load_index (struct vmdr_repo *r, size_t *damaged)
     memset (r->slots, 0, r->nslots * sizeof *r->slots);
   r->used = 0;
   r->npacks = 0;
-  ret = r->b->ops->list (r->b, "index/", load_one, &l);
   pthread_mutex_unlock (&r->lock);
+  pthread_mutex_init (&l.lock, NULL);
+  ret = r->b->ops->list (r->b, "index/", collect_key, &l);
+  if (ret == 0)
+    ret = load_all (&l);
+  for (size_t i = 0; i < l.n; i++)
+    free (l.keys[i]);
+  free (l.keys);
+  pthread_mutex_destroy (&l.lock);
   if (damaged)
     *damaged = l.damaged;
   return ret;
