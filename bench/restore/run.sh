@@ -121,25 +121,12 @@ cleanup () {
 trap cleanup EXIT
 
 # ---- timing -------------------------------------------------------------------
-drop_caches () { [[ $drop == 1 ]] || return 0; sync; echo 3 >/proc/sys/vm/drop_caches; }
-cpu_jiffies () { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
 # CPU of the kernel's threads (children of kthreadd): the writeback of a
 # tool's buffered writes runs there, not in the tool.
 kthread_jiffies () {
   cat /proc/[0-9]*/stat 2>/dev/null | sed 's/^.*) //' | awk '$2 == 2 { s += $12 + $13 } END { print s + 0 }'
 }
 
-# Wait (at most $quiet s) until less than 10 % of the machine is busy.
-wait_quiet () {
-  local waited=0 b0 i0 b1 i1
-  (( quiet > 0 )) || return 0
-  while :; do
-    read -r b0 i0 < <(cpu_jiffies); sleep 1; read -r b1 i1 < <(cpu_jiffies)
-    awk -v b=$(( b1 - b0 )) -v i=$(( i1 - i0 )) 'BEGIN { exit !(b + i == 0 || b / (b + i) < 0.10) }' && break
-    (( ++waited < quiet )) || { log "  (other load still running after $waited s: measuring anyway)"; return 0; }
-  done
-  (( waited == 0 )) || log "  (waited $waited s for other load to stop)"
-}
 
 # CPU seconds of the processes whose command line matches SERVER (the
 # qemu-nbd that virtnbdrestore starts with --fork: no child of the tool, so
@@ -172,18 +159,18 @@ timed () {
   shift
   while :; do
     [[ -z ${SETUP:-} ]] || eval "$SETUP"
-    wait_quiet
-    [[ ${NODROP:-0} == 1 ]] || drop_caches
+    bench_wait_quiet
+    [[ ${NODROP:-0} == 1 ]] || bench_drop_caches
     if [[ -n ${SERVER:-} ]]; then
       echo 0 >"$work/server.cpu"
       server_watch "$SERVER" "$work/server.cpu" & watcher=$!
     fi
     k0=$(kthread_jiffies)
-    read -r b0 _ < <(cpu_jiffies)
+    read -r b0 _ < <(bench_cpu_jiffies)
     /usr/bin/time -o "$work/time.out" -f '%e %U %S %M' "$@" >"$work/cmd.out" 2>"$work/cmd.err" || {
       [[ -z ${SERVER:-} ]] || kill "$watcher"
       cat "$work/cmd.out" "$work/cmd.err" >&2; die "failed: $*"; }
-    read -r b1 _ < <(cpu_jiffies)
+    read -r b1 _ < <(bench_cpu_jiffies)
     k1=$(kthread_jiffies)
     kern=$(calc "($k1 - $k0) / $hz")
     if [[ -n ${SERVER:-} ]]; then

@@ -106,25 +106,7 @@ cleanup () {
 trap cleanup EXIT
 
 # ---- timing -----------------------------------------------------------------
-drop_caches () { [[ $drop == 1 ]] || return 0; sync; echo 3 >/proc/sys/vm/drop_caches; }
-cpu_jiffies () { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
 
-# Wait (at most $quiet s) until less than 10 % of the machine has been busy
-# for two seconds in a row: other load here comes in bursts.
-wait_quiet () {
-  local waited=0 calm=0 b0 i0 b1 i1
-  (( quiet > 0 )) || return 0
-  while (( calm < 2 )); do
-    read -r b0 i0 < <(cpu_jiffies); sleep 1; read -r b1 i1 < <(cpu_jiffies)
-    if awk -v b=$(( b1 - b0 )) -v i=$(( i1 - i0 )) 'BEGIN { exit !(b + i == 0 || b / (b + i) < 0.10) }'; then
-      calm=$(( calm + 1 ))
-      continue
-    fi
-    calm=0
-    (( ++waited < quiet )) || { log "  (other load still running after $waited s: measuring anyway)"; return 0; }
-  done
-  (( waited == 0 )) || log "  (waited $waited s for other load to stop)"
-}
 
 # Machine-wide user and kernel jiffies (user+nice; system+irq+softirq).
 split_jiffies () { awk '/^cpu / { print $2 + $3, $4 + $7 + $8 }' /proc/stat; }
@@ -144,8 +126,8 @@ timed () {
   shift
   while :; do
     [[ -z ${SETUP:-} ]] || eval "$SETUP"
-    wait_quiet
-    drop_caches
+    bench_wait_quiet
+    bench_drop_caches
     read -r bu0 bk0 < <(split_jiffies)
     read -r qu0 qk0 < <(qemu_jiffies)
     /usr/bin/time -o "$work/time.out" -f '%e %U %S %M' "$@" >"$work/cmd.out" 2>"$work/cmd.err" || {
