@@ -12,6 +12,7 @@
 #include "cmd-repo.h"
 #include "prune.h"
 #include "disk-io.h"
+#include "metrics.h"
 
 const char *
 cmd_repo_address (const char *opt)
@@ -164,4 +165,38 @@ cmd_json_print (struct json_object *j)
   printf ("%s\n", json_object_to_json_string_ext (j, JSON_C_TO_STRING_PRETTY |
                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
   json_object_put (j);
+}
+
+void
+cmd_metrics_begin (const char *path, struct metrics **m, struct metrics **prev)
+{
+  *m = *prev = NULL;
+  if (path == NULL)
+    return;
+  if (metrics_new (m) < 0) {
+    cli_error ("out of memory");
+    exit (VMDR_EXIT_FAILED);
+  }
+  /* Absent (the first run), or not ours: last success times start from 0. */
+  if (metrics_read (path, prev) < 0)
+    *prev = NULL;
+}
+
+int
+cmd_metrics_end (const char *path, struct metrics *m, struct metrics *prev, int status)
+{
+  int r;
+
+  if (path == NULL)
+    return status;
+  r = metrics_write (m, path);
+  metrics_free (m);
+  metrics_free (prev);
+  if (r == 0)
+    return status;
+  if (r == -E2BIG)
+    cli_error ("cannot write metrics '%s': more than %d series", path, METRICS_MAX_SERIES);
+  else
+    cli_error ("cannot write metrics '%s': %s", path, strerror (-r));
+  return status == VMDR_EXIT_OK ? VMDR_EXIT_WARNINGS : status;
 }

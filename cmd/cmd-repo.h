@@ -49,4 +49,18 @@ void cmd_json_print (struct json_object *j);
 /* Seconds on the monotonic clock, for durations. */
 double cmd_now (void);
 
+/* --metrics-file PATH (metrics.h).  Begin: *m a new, empty set for this
+ * run, *prev what PATH holds now, for the last success times of a failed
+ * run (NULL when PATH is absent or unreadable: they start from 0).  PATH
+ * NULL: both NULL (and every metrics_* call on them does nothing).  Out of
+ * memory: one line and exit 1. */
+struct metrics;
+void cmd_metrics_begin (const char *path, struct metrics **m, struct metrics **prev);
+
+/* End: write M to PATH (on failure too: the alert must see the attempt),
+ * free M and PREV, and return STATUS, or 3 (done with warnings) when the
+ * run was done (0) but PATH could not be written; the failure is one line,
+ * "PROG: cannot write metrics 'PATH': REASON".  PATH NULL: STATUS. */
+int cmd_metrics_end (const char *path, struct metrics *m, struct metrics *prev, int status);
+
 #endif

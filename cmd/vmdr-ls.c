@@ -7,19 +7,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json-c/json.h>
 
 #include "cli.h"
 #include "cmd-repo.h"
 #include "manifest.h"
+#include "metrics.h"
 #include "verify.h"
 
 static void __attribute__((noreturn))
 usage (FILE *fp, int status)
 {
   fprintf (fp,
-"Usage: vmdr-ls -r REPO [--json] [DOMAIN]\n"
+"Usage: vmdr-ls -r REPO [--json | --metrics] [DOMAIN]\n"
 "\n"
 "List the snapshots in REPO, of every domain or of DOMAIN: id, creation\n"
 "time, kind, consistency, logical size, bytes new in the repository when\n"
@@ -28,6 +30,11 @@ usage (FILE *fp, int status)
 "Options:\n"
 "  -r, --repo=REPO  the repository (default: $VMDR_REPO)\n"
 "      --json       one JSON object on stdout\n"
+"      --metrics    Prometheus gauges on stdout instead, for node_exporter's\n"
+"                   textfile collector or a scrape: per domain the time and\n"
+"                   age of the newest snapshot not marked damaged (its\n"
+"                   recovery point; 0 and now when there is none), the\n"
+"                   snapshots and the damaged ones; the repository's size\n"
 "  -h, --help       show this help and exit\n"
 "  -V, --version    show the version and exit\n");
   exit (status);
@@ -87,13 +94,114 @@ print_json (struct row *rows, size_t n)
   cmd_json_print (o);
 }
 
+static int
+add_size (void *opaque, const char *key, const struct vmdr_object_info *info)
+{
+  (void) key;
+  *(uint64_t *) opaque += info->size;
+  return 0;
+}
+
+/* When snapshot ID was taken, in seconds since the epoch; -1 if malformed. */
+static double
+id_time (const char *id)
+{
+  const char *t = strrchr (id, '/');
+  struct tm tm = { 0 };
+  int ms, n = 0;
+
+  if (t == NULL || sscanf (t + 1, "%4d%2d%2dT%2d%2d%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon,
+                           &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &n) != 7 ||
+      t[1 + n] != '\0')
+    return -1;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return (double) timegm (&tm) + ms / 1000.0;
+}
+
+/* --metrics: the gauges of IDS (sorted by domain, then time; those of
+ * DOMAIN when not NULL) and of the repository, on stdout.  Only ids and
+ * damage marks are read, no manifest: cheap enough for every scrape.
+ * The exit status. */
+static int
+print_metrics (struct vmdr_repo *repo, const char *address, const char *domain,
+               char **ids, size_t n)
+{
+  struct vmdr_backend *b = vmdr_repo_backend (repo);
+  char label[1024], dom[VMDR_DOMAIN_NAME_MAX + 1];
+  const char *const rl[] = { "repo", label, NULL };
+  const char *const dl[] = { "domain", dom, "repo", label, NULL };
+  struct metrics *m;
+  uint64_t size = 0;
+  double now = metrics_now ();
+  size_t len;
+  char *text;
+  int r;
+
+  metrics_address_label (address, label, sizeof label);
+  if ((r = b->ops->list (b, "", add_size, &size)) < 0) {
+    cli_error ("cannot list the objects in '%s': %s", address, strerror (-r));
+    return VMDR_EXIT_FAILED;
+  }
+  if (metrics_new (&m) < 0) {
+    cli_error ("out of memory");
+    return VMDR_EXIT_FAILED;
+  }
+  metrics_set (m, "vmdr_repository_size_bytes",
+               "Bytes of all the objects stored in the repository", rl, (double) size);
+  for (size_t i = 0, j; i < n || (i == 0 && domain); i = j) {
+    size_t count = 0, damaged = 0;
+    double newest = 0;
+
+    /* One domain: ids[i .. j), or none at all for a DOMAIN without any. */
+    snprintf (dom, sizeof dom, "%s", domain ? domain : "");
+    for (j = i; j < n; j++) {
+      size_t dlen = (size_t) (strrchr (ids[j], '/') - ids[j]);
+      if (j > i && (strlen (dom) != dlen || strncmp (dom, ids[j], dlen) != 0))
+        break;
+      snprintf (dom, sizeof dom, "%.*s", (int) dlen, ids[j]);
+      if ((r = vmdr_damage_is_marked (repo, ids[j])) < 0) {
+        cli_error ("cannot read the damage mark of '%s': %s", ids[j], strerror (-r));
+        metrics_free (m);
+        return VMDR_EXIT_FAILED;
+      }
+      count++;
+      if (r > 0)
+        damaged++;
+      else if (id_time (ids[j]) > newest)
+        newest = id_time (ids[j]);
+    }
+    metrics_set (m, "vmdr_repository_snapshots", "Snapshots of the domain", dl, (double) count);
+    metrics_set (m, "vmdr_repository_snapshots_damaged",
+                 "Snapshots of the domain that vmdr-verify marked damaged", dl, (double) damaged);
+    metrics_set (m, "vmdr_repository_newest_snapshot_timestamp_seconds",
+                 "When the newest snapshot of the domain not marked damaged was taken "
+                 "(Unix time); 0 if there is none", dl, newest);
+    metrics_set (m, "vmdr_repository_newest_snapshot_age_seconds",
+                 "Age of the newest snapshot of the domain not marked damaged: the "
+                 "recovery point objective met now", dl, now - newest);
+    if (j == i)
+      break;                    /* DOMAIN without snapshots */
+  }
+  if ((r = metrics_render (m, &text, &len)) < 0) {
+    cli_error ("cannot format the metrics: %s", strerror (-r));
+    metrics_free (m);
+    return VMDR_EXIT_FAILED;
+  }
+  fwrite (text, 1, len, stdout);
+  free (text);
+  metrics_free (m);
+  return VMDR_EXIT_OK;
+}
+
 int
 main (int argc, char **argv)
 {
-  enum { JSON = CHAR_MAX + 1 };
+  enum { JSON = CHAR_MAX + 1, METRICS };
   static const struct option opts[] = {
     { "repo", required_argument, NULL, 'r' },
     { "json", no_argument, NULL, JSON },
+    { "metrics", no_argument, NULL, METRICS },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL },
@@ -101,7 +209,7 @@ main (int argc, char **argv)
   const char *repo_opt = NULL, *domain = NULL, *address;
   struct vmdr_repo *repo;
   struct row *rows;
-  bool json = false;
+  bool json = false, metrics = false;
   char **ids;
   size_t n, ok = 0;
   int c, r, status = VMDR_EXIT_OK;
@@ -112,6 +220,7 @@ main (int argc, char **argv)
     switch (c) {
     case 'r': repo_opt = optarg; break;
     case JSON: json = true; break;
+    case METRICS: metrics = true; break;
     case 'h': usage (stdout, VMDR_EXIT_OK);
     case 'V': cli_version ();
     default: cli_bad_option (c, argv);
@@ -121,6 +230,8 @@ main (int argc, char **argv)
     domain = argv[optind++];
   if (optind < argc)
     cli_usage_error ("unexpected argument '%s'", argv[optind]);
+  if (json && metrics)
+    cli_usage_error ("--json and --metrics exclude each other");
   if (domain && !vmdr_domain_name_valid (domain))
     cli_usage_error ("invalid domain name '%s'", domain);
   address = cmd_repo_address (repo_opt);
@@ -130,6 +241,12 @@ main (int argc, char **argv)
     cli_error ("cannot list snapshots in '%s': %s", address, strerror (-r));
     vmdr_repo_close (repo);
     return VMDR_EXIT_FAILED;
+  }
+  if (metrics) {
+    status = print_metrics (repo, address, domain, ids, n);
+    vmdr_strv_free (ids, n);
+    vmdr_repo_close (repo);
+    return status;
   }
   rows = calloc (n ? n : 1, sizeof *rows);
   if (rows == NULL) {

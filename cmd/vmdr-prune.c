@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "cmd-repo.h"
+#include "metrics.h"
 #include "manifest.h"
 #include "prune.h"
 #include "verify.h"
@@ -40,11 +41,18 @@ usage (FILE *fp, int status)
 "      --grace=SECONDS    never delete packs younger than this (default 3600)\n"
 "      --no-gc            remove snapshots only\n"
 "      --json             one JSON object on stdout\n"
+"      --metrics-file=PATH\n"
+"                         write Prometheus metrics of the run to PATH for\n"
+"                         node_exporter's textfile collector (last attempt and\n"
+"                         success times, exit status, duration, bytes freed;\n"
+"                         per domain: snapshots removed); atomically, and when\n"
+"                         the run fails too\n"
 "  -q, --quiet            print only errors\n"
 "  -h, --help             show this help and exit\n"
 "  -V, --version          show the version and exit\n"
 "\n"
-"Exit status: 0 done, 1 failed, 2 usage, 4 a backup is running (try later).\n");
+"Exit status: 0 done, 1 failed, 2 usage, 3 done but the metrics file could\n"
+"not be written, 4 a backup is running (try later).\n");
   exit (status);
 }
 
@@ -65,7 +73,36 @@ struct opts {
   struct vmdr_keep keep;
   bool dry_run, gc, json, quiet;
   long grace;
+  const char *metrics_file;
+  struct metrics *mx, *prev;    /* --metrics-file; NULL without */
+  char repo_label[1024];
+  double t0;
+  uint64_t freed;               /* by GC, for the metrics */
 };
+
+/* Add N to the snapshots removed of DOMAIN (0: the series exists). */
+static void
+record (const struct opts *o, const char *domain, double n)
+{
+  const char *const labels[] = { "domain", domain, "repo", o->repo_label, NULL };
+
+  metrics_add (o->mx, "vmdr_prune_snapshots_removed",
+               "Snapshots of the domain the last attempt removed", labels, n);
+}
+
+/* The run's own series, the metrics file written: the exit status. */
+static int
+finish (struct opts *o, int status)
+{
+  const char *const labels[] = { "repo", o->repo_label, NULL };
+
+  metrics_set_attempt (o->mx, o->prev, "prune", labels, status, metrics_now (),
+                       cmd_now () - o->t0);
+  metrics_set (o->mx, "vmdr_prune_bytes_freed",
+               "Bytes of packs the garbage collection of the last attempt deleted", labels,
+               (double) o->freed);
+  return cmd_metrics_end (o->metrics_file, o->mx, o->prev, status);
+}
 
 /* Apply the rules to one domain's snapshots; counts into *removed. */
 static int
@@ -81,6 +118,7 @@ prune_domain (struct vmdr_repo *repo, const char *domain, const struct opts *o,
     cli_error ("cannot list snapshots of '%s': %s", domain, strerror (-r));
     return r;
   }
+  record (o, domain, 0);
   keep = calloc (n ? n : 1, sizeof *keep);
   if (keep == NULL || (r = vmdr_retention_select (ids, n, &o->keep, keep)) < 0) {
     cli_error ("cannot apply the rules to '%s': %s", domain, strerror (keep ? -r : ENOMEM));
@@ -100,6 +138,7 @@ prune_domain (struct vmdr_repo *repo, const char *domain, const struct opts *o,
     if (!o->json && !o->quiet)
       printf ("%s %s\n", o->dry_run ? "would remove" : "removed", ids[i]);
     json_object_array_add (removed_j, json_object_new_string (ids[i]));
+    record (o, domain, 1);
     (*removed)++;
   }
   free (keep);
@@ -133,7 +172,7 @@ all_domains (struct vmdr_repo *repo, char ***out, size_t *nout)
 }
 
 static int
-run_gc (struct vmdr_repo *repo, const struct opts *o, json_object *top)
+run_gc (struct vmdr_repo *repo, struct opts *o, json_object *top)
 {
   struct vmdr_gc_stats st;
   char freed[16], dead[16];
@@ -156,6 +195,7 @@ run_gc (struct vmdr_repo *repo, const struct opts *o, json_object *top)
             (unsigned long long) st.packs, cmd_size (st.bytes_deleted, freed),
             (unsigned long long) st.packs_young, cmd_size (st.bytes_unreferenced, dead),
             (unsigned long long) st.packs_partial);
+  o->freed = st.bytes_deleted;
   json_object *g = json_object_new_object ();
   json_object_object_add (g, "packs", json_object_new_int64 ((int64_t) st.packs));
   json_object_object_add (g, "packs_deleted", json_object_new_int64 ((int64_t) st.packs_deleted));
@@ -169,7 +209,8 @@ run_gc (struct vmdr_repo *repo, const struct opts *o, json_object *top)
 int
 main (int argc, char **argv)
 {
-  enum { LAST = CHAR_MAX + 1, HOURLY, DAILY, WEEKLY, MONTHLY, YEARLY, GRACE, NO_GC, JSON };
+  enum { LAST = CHAR_MAX + 1, HOURLY, DAILY, WEEKLY, MONTHLY, YEARLY, GRACE, NO_GC, JSON,
+         METRICS_FILE };
   static const struct option lopts[] = {
     { "repo", required_argument, NULL, 'r' },
     { "keep-last", required_argument, NULL, LAST },
@@ -182,12 +223,13 @@ main (int argc, char **argv)
     { "no-gc", no_argument, NULL, NO_GC },
     { "dry-run", no_argument, NULL, 'n' },
     { "json", no_argument, NULL, JSON },
+    { "metrics-file", required_argument, NULL, METRICS_FILE },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL },
   };
-  struct opts o = { .gc = true, .grace = 3600 };
+  struct opts o = { .gc = true, .grace = 3600, .t0 = cmd_now () };
   const char *repo_opt = NULL, *address;
   struct vmdr_repo *repo;
   char **doms = NULL;
@@ -209,6 +251,11 @@ main (int argc, char **argv)
     case NO_GC: o.gc = false; break;
     case 'n': o.dry_run = true; break;
     case JSON: o.json = true; break;
+    case METRICS_FILE:
+      if (*optarg == '\0')
+        cli_usage_error ("invalid --metrics-file ''");
+      o.metrics_file = optarg;
+      break;
     case 'q': o.quiet = true; break;
     case 'h': usage (stdout, VMDR_EXIT_OK);
     case 'V': cli_version ();
@@ -222,12 +269,15 @@ main (int argc, char **argv)
     if (!vmdr_domain_name_valid (argv[i]))
       cli_usage_error ("invalid domain name '%s'", argv[i]);
   address = cmd_repo_address (repo_opt);
+  metrics_address_label (address, o.repo_label, sizeof o.repo_label);
+  cmd_metrics_begin (o.metrics_file, &o.mx, &o.prev);
   if ((repo = cmd_open_repo (address, true)) == NULL)
-    return VMDR_EXIT_FAILED;
+    return finish (&o, VMDR_EXIT_FAILED);
 
   if (optind == argc && (r = all_domains (repo, &doms, &ndoms)) < 0) {
     cli_error ("cannot list snapshots in '%s': %s", address, strerror (-r));
-    return VMDR_EXIT_FAILED;
+    vmdr_repo_close (repo);
+    return finish (&o, VMDR_EXIT_FAILED);
   }
   json_object *top = json_object_new_object (), *rm = json_object_new_array ();
   size_t n = doms ? ndoms : (size_t) (argc - optind);
@@ -244,5 +294,5 @@ main (int argc, char **argv)
     json_object_put (top);
   vmdr_strv_free (doms, ndoms);
   vmdr_repo_close (repo);
-  return status;
+  return finish (&o, status);
 }

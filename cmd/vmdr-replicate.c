@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "cmd-repo.h"
+#include "metrics.h"
 #include "progress.h"
 #include "prune.h"
 #include "rbd-replica.h"
@@ -56,12 +57,19 @@ usage (FILE *fp, int status)
 "      --progress         a progress line on stderr even when it is no terminal\n"
 "      --no-progress      none even on a terminal\n"
 "      --json             one JSON object on stdout\n"
+"      --metrics-file=PATH\n"
+"                         write Prometheus metrics of the run to PATH for\n"
+"                         node_exporter's textfile collector (last attempt and\n"
+"                         success times, exit status, duration, bytes sent,\n"
+"                         snapshots copied and failed); atomically, and when\n"
+"                         the run fails too\n"
 "  -q, --quiet            no warnings either\n"
 "  -h, --help             show this help and exit\n"
 "  -V, --version          show the version and exit\n"
 "\n"
 "Exit status: 0 done, 1 failed (or a snapshot could not be copied), 2 usage,\n"
-"4 a writer or GC (or another replicate, for RBD) holds a domain at DST.\n");
+"3 done but the metrics file could not be written, 4 a writer or GC (or\n"
+"another replicate, for RBD) holds a domain at DST.\n");
   exit (status);
 }
 
@@ -71,7 +79,32 @@ struct opts {
   bool json, quiet, prune_dst;
   struct vmdr_keep keep;
   struct progress prog;
+  const char *metrics_file;
+  struct metrics *mx, *prev;    /* --metrics-file; NULL without */
+  char repo_label[1024], dst_label[1024];
+  double t0;
+  uint64_t bytes_sent;          /* for the metrics: to a repository or RBD */
+  size_t copied, failed;
 };
+
+/* The run's series, the metrics file written: the exit status. */
+static int
+finish (struct opts *o, int status)
+{
+  const char *const labels[] = { "repo", o->repo_label, "destination", o->dst_label, NULL };
+
+  metrics_set_attempt (o->mx, o->prev, "replicate", labels, status, metrics_now (),
+                       cmd_now () - o->t0);
+  metrics_set (o->mx, "vmdr_replicate_bytes_sent",
+               "Bytes the last attempt stored at the destination (to RBD: written)", labels,
+               (double) o->bytes_sent);
+  metrics_set (o->mx, "vmdr_replicate_snapshots_copied",
+               "Snapshots the last attempt copied (to RBD: applied)", labels, (double) o->copied);
+  metrics_set (o->mx, "vmdr_replicate_snapshots_failed",
+               "Snapshots the last attempt could not copy (damaged at the source)", labels,
+               (double) o->failed);
+  return cmd_metrics_end (o->metrics_file, o->mx, o->prev, status);
+}
 
 static void
 log_step (void *opaque, const char *id, size_t no, size_t of)
@@ -192,6 +225,9 @@ replicate_rbd (struct vmdr_repo *src, struct opts *o)
     return VMDR_EXIT_FAILED;
   }
   r = vmdr_rbd_replicate (src, rbd, &ro, &st);
+  o->bytes_sent = st.bytes_written;
+  o->copied = st.snapshots_applied;
+  o->failed = st.snapshots_failed;
   progress_end (&o->prog);
   vmdr_rbd_close (rbd);
   if (r == -EINVAL)
@@ -265,6 +301,9 @@ replicate (struct vmdr_repo *src, struct vmdr_repo *dst, struct opts *o, const c
   char sent[16];
   int r = vmdr_sync (src, dst, &o->s, &st), status;
 
+  o->bytes_sent = st.bytes_sent;
+  o->copied = st.snapshots_copied;
+  o->failed = st.snapshots_failed;
   progress_end (&o->prog);
   if (r == -EXDEV)
     cli_error ("'%s' has other chunking than '%s' (digest, chunk size or fanout): "
@@ -294,7 +333,8 @@ replicate (struct vmdr_repo *src, struct vmdr_repo *dst, struct opts *o, const c
 int
 main (int argc, char **argv)
 {
-  enum { TO = CHAR_MAX + 1, SINCE, BWLIMIT, JSON, PROGRESS, NO_PROGRESS, PRUNE_DST, KEEP };
+  enum { TO = CHAR_MAX + 1, SINCE, BWLIMIT, JSON, PROGRESS, NO_PROGRESS, PRUNE_DST, METRICS_FILE,
+         KEEP };
   static const struct option lopts[] = {
     { "repo", required_argument, NULL, 'r' },
     { "to", required_argument, NULL, TO },
@@ -302,6 +342,7 @@ main (int argc, char **argv)
     { "bwlimit", required_argument, NULL, BWLIMIT },
     { "jobs", required_argument, NULL, 'j' },
     { "json", no_argument, NULL, JSON },
+    { "metrics-file", required_argument, NULL, METRICS_FILE },
     { "progress", no_argument, NULL, PROGRESS },
     { "no-progress", no_argument, NULL, NO_PROGRESS },
     { "quiet", no_argument, NULL, 'q' },
@@ -311,7 +352,7 @@ main (int argc, char **argv)
     CMD_KEEP_OPTIONS (KEEP),
     { NULL },
   };
-  struct opts o = { .s = { .threads = 2 } };
+  struct opts o = { .s = { .threads = 2 }, .t0 = cmd_now () };
   const char *repo_opt = NULL, *address;
   struct vmdr_repo *src, *dst;
   int c, show = -1, status, keeps = 0;
@@ -329,6 +370,11 @@ main (int argc, char **argv)
       break;
     case 'j': o.s.threads = cmd_jobs_arg (optarg); break;
     case JSON: o.json = true; break;
+    case METRICS_FILE:
+      if (*optarg == '\0')
+        cli_usage_error ("invalid --metrics-file ''");
+      o.metrics_file = optarg;
+      break;
     case PROGRESS: show = 1; break;
     case NO_PROGRESS: show = 0; break;
     case 'q': o.quiet = true; break;
@@ -358,17 +404,20 @@ main (int argc, char **argv)
   address = cmd_repo_address (repo_opt);
   if (strcmp (address, o.to) == 0)
     cli_usage_error ("the source and the destination are the same");
+  metrics_address_label (address, o.repo_label, sizeof o.repo_label);
+  metrics_address_label (o.to, o.dst_label, sizeof o.dst_label);
+  cmd_metrics_begin (o.metrics_file, &o.mx, &o.prev);
   if ((src = cmd_open_repo (address, true)) == NULL)
-    return VMDR_EXIT_FAILED;
+    return finish (&o, VMDR_EXIT_FAILED);
   if (vmdr_rbd_address_is (o.to)) {
     progress_init (&o.prog, o.quiet ? 0 : show);
     status = replicate_rbd (src, &o);
     vmdr_repo_close (src);
-    return status;
+    return finish (&o, status);
   }
   if ((dst = open_dst (o.to, src, o.quiet)) == NULL) {
     vmdr_repo_close (src);
-    return VMDR_EXIT_FAILED;
+    return finish (&o, VMDR_EXIT_FAILED);
   }
   progress_init (&o.prog, o.quiet ? 0 : show);
   o.s.progress = progress_cb;
@@ -378,5 +427,5 @@ main (int argc, char **argv)
   status = replicate (src, dst, &o, address);
   vmdr_repo_close (dst);
   vmdr_repo_close (src);
-  return status;
+  return finish (&o, status);
 }

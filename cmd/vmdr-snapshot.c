@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "cmd-repo.h"
 #include "live.h"
+#include "metrics.h"
 #include "progress.h"
 
 #define MAX_DISK_ARGS 64
@@ -53,12 +54,19 @@ usage (FILE *fp, int status)
 "      --progress         a progress line on stderr even when it is no terminal\n"
 "      --no-progress      none even on a terminal\n"
 "      --json             one JSON object on stdout\n"
+"      --metrics-file=PATH\n"
+"                         write Prometheus metrics of the run to PATH for\n"
+"                         node_exporter's textfile collector (per domain: last\n"
+"                         attempt and success times, exit status, duration,\n"
+"                         bytes read and new, pause, chain length); atomically,\n"
+"                         and when the run fails too\n"
 "  -q, --quiet            no warnings either\n"
 "  -h, --help             show this help and exit\n"
 "  -V, --version          show the version and exit\n"
 "\n"
 "Exit status: 0 done, 1 failed, 2 usage, 3 done with warnings (e.g. fell\n"
-"back to a full backup), 4 another run holds the domain's lock.\n");
+"back to a full backup, or the metrics file could not be written), 4 another\n"
+"run holds the domain's lock.\n");
   exit (status);
 }
 
@@ -68,6 +76,8 @@ struct opts {
   bool json, quiet;
   char *disk_buf;
   const char *disks[MAX_DISK_ARGS];
+  struct metrics *mx, *prev;    /* --metrics-file; NULL without */
+  char repo_label[1024];
 };
 
 /* {"base": FULL, "length": N, "complete": true}; null when unknown. */
@@ -127,6 +137,33 @@ now (void)
   return (double) ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* DOMAIN's series for --metrics-file: exit STATUS after SECS; RES NULL
+ * when the run failed before it reached the domain. */
+static void
+record (const struct opts *o, const char *domain, int status,
+        const struct vmdr_live_result *res, double secs)
+{
+  static const struct vmdr_live_result none;
+  const char *const labels[] = { "domain", domain, "repo", o->repo_label, NULL };
+
+  if (res == NULL)
+    res = &none;
+  metrics_set_attempt (o->mx, o->prev, "snapshot", labels, status, metrics_now (), secs);
+  metrics_set (o->mx, "vmdr_snapshot_bytes_read",
+               "Bytes the last attempt read from the domain", labels, (double) res->bytes_read);
+  metrics_set (o->mx, "vmdr_snapshot_bytes_new",
+               "Bytes the last attempt stored new in the repository, after deduplication "
+               "and compression", labels, (double) res->bytes_new);
+  metrics_set (o->mx, "vmdr_snapshot_pause_seconds",
+               "How long the last attempt paused the guest for its memory (0 without --memory)",
+               labels, res->pause_ms / 1000);
+  metrics_set (o->mx, "vmdr_snapshot_chain_length",
+               "Snapshots in the chain of the last snapshot, from its full backup, both "
+               "counted (0: unknown, or the attempt failed)", labels,
+               status == VMDR_EXIT_OK || status == VMDR_EXIT_WARNINGS
+               ? (double) res->chain.length : 0);
+}
+
 /* Snapshot one domain; its exit status. */
 static int
 one (virConnectPtr conn, struct vmdr_repo *repo, const char *domain,
@@ -134,7 +171,7 @@ one (virConnectPtr conn, struct vmdr_repo *repo, const char *domain,
 {
   struct vmdr_live_result res;
   double t0 = now ();
-  int r = vmdr_snapshot_live (conn, domain, repo, &o->live, &res);
+  int r = vmdr_snapshot_live (conn, domain, repo, &o->live, &res), status;
 
   progress_end (prog);
   if (r < 0)
@@ -142,12 +179,26 @@ one (virConnectPtr conn, struct vmdr_repo *repo, const char *domain,
   for (size_t i = 0; !o->quiet && !o->json && i < res.nwarnings; i++)
     cli_warn ("%s: %s", domain, res.warnings[i]);
   json_object_array_add (all, result_json (domain, r, &res, now () - t0));
-  vmdr_manifest_clear (&res.m);
   if (r == -EBUSY)
-    return VMDR_EXIT_BUSY;
-  if (r < 0)
-    return VMDR_EXIT_FAILED;
-  return res.nwarnings ? VMDR_EXIT_WARNINGS : VMDR_EXIT_OK;
+    status = VMDR_EXIT_BUSY;
+  else if (r < 0)
+    status = VMDR_EXIT_FAILED;
+  else
+    status = res.nwarnings ? VMDR_EXIT_WARNINGS : VMDR_EXIT_OK;
+  record (o, domain, status, &res, now () - t0);
+  vmdr_manifest_clear (&res.m);
+  return status;
+}
+
+/* The run failed before the first domain: each one failed, in the metrics
+ * too; the exit status. */
+static int
+fail_all (struct opts *o, const char *path, int argc, char **argv, double t0)
+{
+  for (int i = optind; i < argc; i++)
+    record (o, argv[i], VMDR_EXIT_FAILED, NULL, now () - t0);
+  free (o->disk_buf);
+  return cmd_metrics_end (path, o->mx, o->prev, VMDR_EXIT_FAILED);
 }
 
 /* After a libvirtd restart the connection stays closed: open another for
@@ -174,7 +225,7 @@ int
 main (int argc, char **argv)
 {
   enum { AUTO = CHAR_MAX + 1, FULL, DISKS, SCRATCH, CEPH_CONF, CEPH_ID, JSON, MEMORY, QUIESCE,
-         REQUIRE_QUIESCE, PROGRESS, NO_PROGRESS };
+         REQUIRE_QUIESCE, PROGRESS, NO_PROGRESS, METRICS_FILE };
   static const struct option lopts[] = {
     { "connect", required_argument, NULL, 'c' },
     { "repo", required_argument, NULL, 'r' },
@@ -191,16 +242,18 @@ main (int argc, char **argv)
     { "json", no_argument, NULL, JSON },
     { "progress", no_argument, NULL, PROGRESS },
     { "no-progress", no_argument, NULL, NO_PROGRESS },
+    { "metrics-file", required_argument, NULL, METRICS_FILE },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL },
   };
   struct opts o = { .live = { .scratch_dir = "/var/tmp", .threads = 2 } };
-  const char *repo_opt = NULL, *address;
+  const char *repo_opt = NULL, *address, *metrics_file = NULL;
   struct vmdr_repo *repo;
   virConnectPtr conn;
   int c, show = -1, status = VMDR_EXIT_OK;
+  double t0 = now ();
   struct progress prog;
 
   cli_init (argv[0]);
@@ -225,6 +278,11 @@ main (int argc, char **argv)
     case JSON: o.json = true; break;
     case PROGRESS: show = 1; break;
     case NO_PROGRESS: show = 0; break;
+    case METRICS_FILE:
+      if (*optarg == '\0')
+        cli_usage_error ("invalid --metrics-file ''");
+      metrics_file = optarg;
+      break;
     case 'q': o.quiet = true; break;
     case 'h': usage (stdout, VMDR_EXIT_OK);
     case 'V': cli_version ();
@@ -233,6 +291,9 @@ main (int argc, char **argv)
   }
   if (optind == argc)
     cli_usage_error ("no domain given");
+  address = cmd_repo_address (repo_opt);
+  metrics_address_label (address, o.repo_label, sizeof o.repo_label);
+  cmd_metrics_begin (metrics_file, &o.mx, &o.prev);
   progress_init (&prog, o.quiet ? 0 : show);
   o.live.progress = progress_cb;
   o.live.popaque = &prog;
@@ -240,10 +301,9 @@ main (int argc, char **argv)
   _cleanup_free_ char *scratch = realpath (o.live.scratch_dir, NULL);
   if (scratch == NULL) {
     cli_error ("cannot use scratch directory '%s': %m", o.live.scratch_dir);
-    return VMDR_EXIT_FAILED;
+    return fail_all (&o, metrics_file, argc, argv, t0);
   }
   o.live.scratch_dir = scratch;
-  address = cmd_repo_address (repo_opt);
   virSetErrorFunc (NULL, quiet_libvirt);
   /* A libvirtd that restarts mid-run closes our connection: the call that
    * finds out must fail with EPIPE, not kill us silently (libvirt leaves
@@ -253,11 +313,11 @@ main (int argc, char **argv)
   if (conn == NULL) {
     cli_error ("cannot connect to libvirt%s%s%s: %s", o.uri ? " at '" : "",
                o.uri ? o.uri : "", o.uri ? "'" : "", virGetLastErrorMessage ());
-    return VMDR_EXIT_FAILED;
+    return fail_all (&o, metrics_file, argc, argv, t0);
   }
   if ((repo = cmd_open_repo (address, false)) == NULL) {
     virConnectClose (conn);
-    return VMDR_EXIT_FAILED;
+    return fail_all (&o, metrics_file, argc, argv, t0);
   }
   json_object *all = json_object_new_array ();
   for (int i = optind; i < argc; i++) {
@@ -279,5 +339,5 @@ main (int argc, char **argv)
   free (o.disk_buf);
   vmdr_repo_close (repo);
   virConnectClose (conn);
-  return status;
+  return cmd_metrics_end (metrics_file, o.mx, o.prev, status);
 }

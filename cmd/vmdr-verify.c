@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "cmd-repo.h"
+#include "metrics.h"
 #include "verify.h"
 
 static void __attribute__((noreturn))
@@ -32,18 +33,55 @@ usage (FILE *fp, int status)
 "      --sample=PCT   check a random PCT percent of the chunks (index nodes: all)\n"
 "  -j, --jobs=N       parallel readers (default 2)\n"
 "      --json         one JSON object on stdout\n"
+"      --metrics-file=PATH\n"
+"                     write Prometheus metrics of the run to PATH for\n"
+"                     node_exporter's textfile collector (last attempt and\n"
+"                     success times, exit status, duration; per domain:\n"
+"                     snapshots checked and damaged); atomically, and when the\n"
+"                     run fails too\n"
 "  -q, --quiet        print only damage\n"
 "  -h, --help         show this help and exit\n"
 "  -V, --version      show the version and exit\n"
 "\n"
-"Exit status: 0 all intact, 1 damage found or verify failed, 2 usage.\n");
+"Exit status: 0 all intact, 1 damage found or verify failed, 2 usage,\n"
+"3 all intact but the metrics file could not be written.\n");
   exit (status);
 }
 
 struct opts {
   bool json, quiet;
   struct vmdr_verify_opts v;
+  const char *metrics_file;
+  struct metrics *mx, *prev;    /* --metrics-file; NULL without */
+  char repo_label[1024];
+  double t0;
 };
+
+/* Count snapshot ID as checked (and DAMAGED) for its domain. */
+static void
+record (const struct opts *o, const char *id, bool damaged)
+{
+  char domain[VMDR_DOMAIN_NAME_MAX + 1];
+  const char *slash = strrchr (id, '/');
+  const char *const labels[] = { "domain", domain, "repo", o->repo_label, NULL };
+
+  snprintf (domain, sizeof domain, "%.*s", slash ? (int) (slash - id) : (int) strlen (id), id);
+  metrics_add (o->mx, "vmdr_verify_snapshots_checked",
+               "Snapshots of the domain the last attempt verified", labels, 1);
+  metrics_add (o->mx, "vmdr_verify_snapshots_damaged",
+               "Snapshots of the domain the last attempt found damaged", labels, damaged);
+}
+
+/* The run's own series, the metrics file written: the exit status. */
+static int
+finish (struct opts *o, int status)
+{
+  const char *const labels[] = { "repo", o->repo_label, NULL };
+
+  metrics_set_attempt (o->mx, o->prev, "verify", labels, status, metrics_now (),
+                       cmd_now () - o->t0);
+  return cmd_metrics_end (o->metrics_file, o->mx, o->prev, status);
+}
 
 /* Verify one snapshot and report it; returns 1 if damaged, 0, or -errno. */
 static int
@@ -99,6 +137,7 @@ verify_one (struct vmdr_repo *repo, const char *id, const struct opts *o,
       printf ("%s: ok (%llu chunks, %s read)\n", id, (unsigned long long) res.chunks,
               cmd_size (res.bytes, size));
   }
+  record (o, id, why[0] != 0);
   json_object_object_add (j, "damaged", json_object_new_boolean (why[0] != 0));
   json_object_object_add (j, "chunks_checked", json_object_new_int64 ((int64_t) res.chunks));
   json_object_object_add (j, "bytes_checked", json_object_new_int64 ((int64_t) res.bytes));
@@ -126,18 +165,19 @@ sample_arg (const char *arg)
 int
 main (int argc, char **argv)
 {
-  enum { JSON = CHAR_MAX + 1, SAMPLE };
+  enum { JSON = CHAR_MAX + 1, SAMPLE, METRICS_FILE };
   static const struct option lopts[] = {
     { "repo", required_argument, NULL, 'r' },
     { "sample", required_argument, NULL, SAMPLE },
     { "jobs", required_argument, NULL, 'j' },
     { "json", no_argument, NULL, JSON },
+    { "metrics-file", required_argument, NULL, METRICS_FILE },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL },
   };
-  struct opts o = { .v = { .threads = 2, .sample_permille = 1000 } };
+  struct opts o = { .v = { .threads = 2, .sample_permille = 1000 }, .t0 = cmd_now () };
   const char *repo_opt = NULL, *address;
   struct vmdr_repo *repo;
   char **ids = NULL;
@@ -152,6 +192,11 @@ main (int argc, char **argv)
     case SAMPLE: o.v.sample_permille = sample_arg (optarg); break;
     case 'j': o.v.threads = cmd_jobs_arg (optarg); break;
     case JSON: o.json = true; break;
+    case METRICS_FILE:
+      if (*optarg == '\0')
+        cli_usage_error ("invalid --metrics-file ''");
+      o.metrics_file = optarg;
+      break;
     case 'q': o.quiet = true; break;
     case 'h': usage (stdout, VMDR_EXIT_OK);
     case 'V': cli_version ();
@@ -159,19 +204,21 @@ main (int argc, char **argv)
     }
   }
   address = cmd_repo_address (repo_opt);
+  metrics_address_label (address, o.repo_label, sizeof o.repo_label);
+  cmd_metrics_begin (o.metrics_file, &o.mx, &o.prev);
   if ((repo = cmd_open_repo (address, true)) == NULL)
-    return VMDR_EXIT_FAILED;
+    return finish (&o, VMDR_EXIT_FAILED);
   if (getrandom (&o.v.seed, sizeof o.v.seed, 0) != sizeof o.v.seed)
     o.v.seed = 0;
   if (vmdr_digest_set_new (&o.v.seen) < 0) {
     cli_error ("out of memory");
-    return VMDR_EXIT_FAILED;
+    return finish (&o, VMDR_EXIT_FAILED);
   }
 
   if (optind == argc) {
     if ((r = vmdr_snapshot_list (repo, NULL, &ids, &n)) < 0) {
       cli_error ("cannot list snapshots in '%s': %s", address, strerror (-r));
-      return VMDR_EXIT_FAILED;
+      return finish (&o, VMDR_EXIT_FAILED);
     }
   }
   else {
@@ -185,7 +232,7 @@ main (int argc, char **argv)
                          argv[optind + (int) i]);
       if (r < 0) {
         cli_error ("no snapshot matches '%s'", argv[optind + (int) i]);
-        return VMDR_EXIT_FAILED;
+        return finish (&o, VMDR_EXIT_FAILED);
       }
       ids[i] = strdup (id);
     }
@@ -212,5 +259,5 @@ main (int argc, char **argv)
   vmdr_digest_set_free (o.v.seen);
   vmdr_strv_free (ids, n);
   vmdr_repo_close (repo);
-  return damaged || failed ? VMDR_EXIT_FAILED : VMDR_EXIT_OK;
+  return finish (&o, damaged || failed ? VMDR_EXIT_FAILED : VMDR_EXIT_OK);
 }

@@ -4,6 +4,8 @@
 # GC never runs beside a writer.
 . "$(dirname "$0")/../harness/lib.sh"
 need_cmd repo-image vmdr-init vmdr-ls vmdr-verify vmdr-prune python3
+prom() { python3 "$HARNESS_DIR/promparse.py" "$@"; }
+P=$T/vmdr-prune.prom
 
 R=$T/repo
 vmdr-init -q -r "$R" --pack-size 1M || tap_bail "init"
@@ -26,15 +28,24 @@ out=$(vmdr-prune -r "$R" --keep-last 1 --grace 0 --dry-run vm)
 tap_is "dry run names what it would remove" "$(echo "$out" | grep -c '^would remove vm/')" 2
 tap_is "dry run removes nothing" "$(vmdr-ls -r "$R" | tail -n +2 | wc -l) $(du -sb "$R/data" | cut -f1)" "4 $size0"
 
-out=$(vmdr-prune -r "$R" --keep-last 1 --grace 3600 vm)
+out=$(vmdr-prune -r "$R" --keep-last 1 --grace 3600 --metrics-file "$P" vm)
 tap_is "keep-last 1 removes the two older snapshots of vm" "$(echo "$out" | grep -c '^removed vm/')" 2
 tap_ok "young packs survive the grace period" sh -c "echo '$out' | grep -q 'deleted 0 of'"
+tap_ok "--metrics-file: valid Prometheus text" prom "$P"
+tap_is "... last_result 0, 2 removed of vm, only vm, 0 bytes freed" \
+  "$(prom "$P" vmdr_prune_last_result "repo=$R") $(prom "$P" vmdr_prune_snapshots_removed domain=vm "repo=$R") $(prom --count "$P" vmdr_prune_snapshots_removed) $(prom "$P" vmdr_prune_bytes_freed)" \
+  "0 2 1 0"
 tap_is "the other domain is untouched" "$(vmdr-ls -r "$R" other | tail -n +2 | wc -l)" 1
 
-out=$(vmdr-prune -r "$R" --keep-last 1 --grace 0 --json)
+out=$(vmdr-prune -r "$R" --keep-last 1 --grace 0 --json --metrics-file "$P")
 tap_is "gc deletes img2's packs only (img1 is shared with 'other')" \
   "$(echo "$out" | python3 -c 'import json,sys; g=json.load(sys.stdin)["gc"]; print(g["packs_deleted"] > 0, g["bytes_deleted"] > 4000000, g["bytes_deleted"] < 5000000)')" \
   "True True True"
+tap_is "--metrics-file: the bytes freed are those of --json" "$(prom "$P" vmdr_prune_bytes_freed)" \
+  "$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["gc"]["bytes_deleted"])')"
+tap_is "... every domain, none removed this time" \
+  "$(prom "$P" vmdr_prune_snapshots_removed domain=vm) $(prom "$P" vmdr_prune_snapshots_removed domain=other)" "0 0"
+ok_at=$(prom "$P" vmdr_prune_last_success_timestamp_seconds)
 size1=$(du -sb "$R/data" | cut -f1)
 tap_ok "the repository shrank by about one image ($size0 -> $size1)" test $((size0 - size1)) -gt 4000000
 tap_ok "all remaining snapshots verify" vmdr-verify -q -r "$R"
@@ -61,9 +72,16 @@ at_exit "kill $holder 2>/dev/null"
 mkdir -p "$R/locks"
 printf '{"host":"%s","pid":%d,"started":"x","boot_id":"%s"}' "$(hostname)" "$holder" \
   "$(cat /proc/sys/kernel/random/boot_id)" > "$R/locks/domain-vm"
-vmdr-prune -r "$R" --keep-last 1 --grace 0 >/dev/null 2>"$T/err"; st=$?
+vmdr-prune -r "$R" --keep-last 1 --grace 0 --metrics-file "$P" >/dev/null 2>"$T/err"; st=$?
 tap_is "prune beside a running backup: exit 4, one line" "$st $(wc -l < "$T/err")" "4 1"
 tap_is "... and nothing was removed" "$(vmdr-ls -r "$R" | tail -n +2 | wc -l)" 2
+tap_ok "... its metrics are written, valid" prom "$P"
+tap_is "... last_result 4, the last success still the earlier run's" \
+  "$(prom "$P" vmdr_prune_last_result) $(prom "$P" vmdr_prune_last_success_timestamp_seconds)" "4 $ok_at"
+echo 'not metrics' > "$T/garbage.prom"
+vmdr-prune -r "$R" --keep-last 1 --grace 0 --metrics-file "$T/garbage.prom" >/dev/null 2>&1; st=$?
+tap_is "a previous file that does not parse is replaced; no success known: 0" \
+  "$st $(prom "$T/garbage.prom" vmdr_prune_last_success_timestamp_seconds)" "4 0"
 kill $holder; wait $holder 2>/dev/null
 vmdr-prune -r "$R" --keep-last 1 --grace 0 >/dev/null 2>"$T/err"; st=$?
 tap_is "a dead writer's lock is stale: prune runs" "$st" 0

@@ -6,6 +6,7 @@
 # a run killed half way, rerun, completes without sending it all again.
 . "$(dirname "$0")/../harness/lib.sh"
 need_cmd repo-image vmdr-init vmdr-replicate vmdr-ls vmdr-verify vmdr-restore vmdr-prune python3
+prom() { python3 "$HARNESS_DIR/promparse.py" "$@"; }
 
 S=$T/src
 vmdr-init -q -r "$S"
@@ -28,8 +29,12 @@ w2=$(repo-image put "$S" web vda="$T/a2") || tap_bail put
 d1=$(repo-image put "$S" db vda="$T/b") || tap_bail put
 
 D=$T/dst
-vmdr-replicate -q -r "$S" --to "$D" --json > "$T/j"; st=$?
+vmdr-replicate -q -r "$S" --to "$D" --json --metrics-file "$T/r.prom" > "$T/j"; st=$?
 tap_is "replicate into a new repository" "$st $(js "$T/j" 'd["snapshots_copied"]')" "0 3"
+tap_ok "--metrics-file: valid Prometheus text" prom "$T/r.prom"
+tap_is "... last_result 0, 3 copied, none failed, the bytes sent of --json" \
+  "$(prom "$T/r.prom" vmdr_replicate_last_result "repo=$S" "destination=$D") $(prom "$T/r.prom" vmdr_replicate_snapshots_copied) $(prom "$T/r.prom" vmdr_replicate_snapshots_failed) $(prom "$T/r.prom" vmdr_replicate_bytes_sent)" \
+  "0 3 0 $(js "$T/j" 'd["bytes_sent"]')"
 tap_is "the destination lists the same snapshots" "$(ids "$D")" "$(ids "$S")"
 tap_ok "and verifies" vmdr-verify -q -r "$D"
 mkdir -p "$T/o"
@@ -99,8 +104,22 @@ for p in glob.glob(sys.argv[1] + "/data/*/*"):
         b[at + 7] ^= 0xff; open(p, "wb").write(b); sys.exit(0)
 sys.exit(1)
 PY
-vmdr-replicate -q -r "$S" --to "$T/dst-bad" > /dev/null 2> "$T/err"; st=$?
+# The previous metrics file says when the last success was: a failed run keeps it.
+cat > "$T/bad.prom" <<PROM
+# HELP vmdr_replicate_last_success_timestamp_seconds written by hand
+# TYPE vmdr_replicate_last_success_timestamp_seconds gauge
+vmdr_replicate_last_success_timestamp_seconds{repo="$S",destination="$T/dst-bad"} 1.7e+09
+vmdr_replicate_last_success_timestamp_seconds{repo="$S",destination="elsewhere"} 1234
+PROM
+vmdr-replicate -q -r "$S" --to "$T/dst-bad" --metrics-file "$T/bad.prom" > /dev/null 2> "$T/err"; st=$?
 tap_is "a damaged source snapshot: exit 1" "$st" 1
+tap_ok "... the metrics of the failed run are written, valid" prom "$T/bad.prom"
+tap_is "... last_result 1, one snapshot failed, the others copied" \
+  "$(prom "$T/bad.prom" vmdr_replicate_last_result) $(prom "$T/bad.prom" vmdr_replicate_snapshots_failed) $(prom "$T/bad.prom" vmdr_replicate_snapshots_copied)" \
+  "1 1 $(($(ids "$S" | wc -w) - 1))"
+tap_is "... the last success carried over from the previous file, only for this run's labels" \
+  "$(prom "$T/bad.prom" vmdr_replicate_last_success_timestamp_seconds "destination=$T/dst-bad") $(prom --count "$T/bad.prom" vmdr_replicate_last_success_timestamp_seconds)" \
+  "1700000000 1"
 tap_is "... named in one line" "$(cat "$T/err")" \
   "vmdr-replicate: $d1: not copied: damaged at the source (checksum mismatch or malformed); run vmdr-verify"
 tap_ok "... never visible at the destination, the others are" \

@@ -3,7 +3,8 @@
 # round trips of images through snapshots, damage found and named, and bad
 # input refused with one clear line and nothing changed.
 . "$(dirname "$0")/../harness/lib.sh"
-need_cmd repo-image vmdr-init vmdr-ls vmdr-verify python3
+need_cmd repo-image vmdr-init vmdr-ls vmdr-verify vmdr-snapshot python3
+prom() { python3 "$HARNESS_DIR/promparse.py" "$@"; }
 
 R=$T/repo
 errline() {   # errline CMD...: stderr of a failing command, if exactly one line
@@ -73,6 +74,64 @@ tap_ok "ls shows kind, consistency, size and status" sh -c "echo '$ls_out' | gre
 tap_is "ls DOMAIN filters (names with spaces too)" "$(vmdr-ls -r "$R" 'db 2' | tail -n +2 | awk '{print $1, $2}')" "$id3"
 tap_is "ls --json" "$(vmdr-ls -r "$R" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); s=[x for x in d["snapshots"] if x["id"]==sys.argv[1]][0]; print(len(d["snapshots"]), s["size"], s["damaged"], [x["target"] for x in s["disks"]])' "$id1")" \
   "3 25971521 False ['vda', 'vdb']"
+
+# --- the Prometheus parser the metrics checks rely on must be able to fail
+bad_prom() {   # bad_prom TEXT: promparse refuses it
+  printf "$1" > "$T/bad.prom"
+  ! prom "$T/bad.prom" 2>/dev/null
+}
+cat > "$T/good.prom" <<'PROM'
+# HELP a Help with \\ and \n escapes
+# TYPE a gauge
+a{d="q\"\\\n"} 1.5e3
+a{d="x",} -Inf 1700000000000
+# a comment
+PROM
+tap_ok "promparse: a valid file passes" prom "$T/good.prom"
+tap_is "promparse: label values unescaped" "$(prom "$T/good.prom" a 'd=q"\
+')" 1500
+while IFS='|' read -r why t; do
+  tap_ok "promparse refuses $why" bad_prom "$t"
+done <<'CASES'
+a sample without TYPE|a 1\n
+a last line without its line feed|# TYPE a gauge\na 1
+a bad escape in a label value|# TYPE a gauge\na{d="x\\q"} 1\n
+a series twice|# TYPE a gauge\na{d="1"} 1\na{d="1"} 2\n
+an unterminated label value|# TYPE a gauge\na{d="1} 1\n
+a bad value|# TYPE a gauge\na 1,5\n
+a reserved label name|# TYPE a gauge\na{__d="1"} 1\n
+a metric in two groups|# TYPE a gauge\n# TYPE b gauge\na 1\nb 1\na{d="2"} 1\n
+two TYPE lines|# TYPE a gauge\n# TYPE a gauge\na 1\n
+a label twice|# TYPE a gauge\na{d="1",d="2"} 1\n
+a bad metric name|# TYPE 1a gauge\n1a 1\n
+CASES
+
+# --- ls --metrics: per domain the newest snapshot (RPO), counts, damage; repository size
+vmdr-ls -r "$R" --metrics > "$T/ls.prom"; st=$?
+tap_ok "ls --metrics is valid Prometheus text" prom "$T/ls.prom"
+tap_is "... exit 0, one series per domain" "$st $(prom --count "$T/ls.prom" vmdr_repository_snapshots)" "0 2"
+tap_is "... snapshots per domain" \
+  "$(prom "$T/ls.prom" vmdr_repository_snapshots domain=web1 "repo=$R") $(prom "$T/ls.prom" vmdr_repository_snapshots 'domain=db 2')" "2 1"
+tap_is "... none damaged" "$(prom "$T/ls.prom" vmdr_repository_snapshots_damaged domain=web1)" 0
+idtime() { python3 -c "import calendar,sys,time; t=sys.argv[1].rsplit('/',1)[1]; v=calendar.timegm(time.strptime(t[:15], '%Y%m%dT%H%M%S')) + int(t[16:19]) / 1000; print(int(v) if v == int(v) else v)" "$1"; }
+tap_is "... the newest snapshot's time is in its id" \
+  "$(prom "$T/ls.prom" vmdr_repository_newest_snapshot_timestamp_seconds domain=web1)" "$(idtime "$id2")"
+age=$(prom "$T/ls.prom" vmdr_repository_newest_snapshot_age_seconds domain=web1)
+tap_ok "... its age is >= 0 and recent ($age s)" python3 -c "import sys; sys.exit(not 0 <= $age < 600)"
+tap_is "... the repository size is the sum of its objects" "$(prom "$T/ls.prom" vmdr_repository_size_bytes)" \
+  "$(cd "$R" && find . -path ./tmp -prune -o -type f ! -name '.*' -printf '%s\n' | awk '{s += $1} END {print s}')"
+vmdr-ls -r "$R" --metrics nosuch > "$T/ls1.prom"
+tap_is "ls --metrics DOMAIN without snapshots: 0 snapshots, newest at 0" \
+  "$(prom "$T/ls1.prom" vmdr_repository_snapshots domain=nosuch) $(prom "$T/ls1.prom" vmdr_repository_newest_snapshot_timestamp_seconds domain=nosuch) $(prom --count "$T/ls1.prom" vmdr_repository_snapshots)" "0 0 1"
+vmdr-ls -r "$R" --metrics --json >/dev/null 2>&1; st=$?
+tap_is "--metrics with --json: exit 2" "$st" 2
+# A snapshot run that fails before its first domain (no libvirt needed):
+# every domain's attempt is in the metrics, as failed.
+vmdr-snapshot -r "$R" --scratch-dir "$T/nosuch" --metrics-file "$T/snap.prom" web1 'db 2' >/dev/null 2>&1; st=$?
+tap_ok "vmdr-snapshot failing early writes valid metrics" prom "$T/snap.prom"
+tap_is "... exit 1, last_result 1 for each domain, no success known" \
+  "$st $(prom "$T/snap.prom" vmdr_snapshot_last_result domain=web1 "repo=$R") $(prom "$T/snap.prom" vmdr_snapshot_last_result 'domain=db 2') $(prom "$T/snap.prom" vmdr_snapshot_last_success_timestamp_seconds domain=web1)" \
+  "1 1 1 0"
 tap_is "latest selector" "$(repo-image get "$R" web1@latest vdb "$T/l.raw" && cmp "$T/l.raw" "$T/b.raw" && echo same)" same
 tap_ok "an invalid domain is refused" sh -c "vmdr-ls -r '$R' 'a/b' 2>&1 | grep -q \"invalid domain name 'a/b'\""
 
@@ -80,6 +139,22 @@ tap_ok "an invalid domain is refused" sh -c "vmdr-ls -r '$R' 'a/b' 2>&1 | grep -
 tap_ok "verify: all intact" vmdr-verify -q -r "$R"
 tap_is "verify --json" "$(vmdr-verify -r "$R" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["damaged"], len(d["snapshots"]), all(s["chunks_checked"] > 0 for s in d["snapshots"]))')" "0 3 True"
 tap_ok "verify --sample 10 web1@latest" vmdr-verify -q -r "$R" --sample 10 web1@latest
+M=$T/metrics/vmdr-verify.prom
+mkdir -p "$T/metrics"
+vmdr-verify -q -r "$R" --metrics-file "$M"; st=$?
+tap_ok "verify --metrics-file writes valid Prometheus text" prom "$M"
+tap_is "... exit 0, last_result 0, snapshots checked per domain, none damaged" \
+  "$st $(prom "$M" vmdr_verify_last_result "repo=$R") $(prom "$M" vmdr_verify_snapshots_checked domain=web1) $(prom "$M" vmdr_verify_snapshots_checked 'domain=db 2') $(prom "$M" vmdr_verify_snapshots_damaged domain=web1)" \
+  "0 0 2 1 0"
+ok_at=$(prom "$M" vmdr_verify_last_success_timestamp_seconds)
+tap_is "... a success is an attempt" "$(prom "$M" vmdr_verify_last_attempt_timestamp_seconds)" "$ok_at"
+tap_ok "... when it ended (now)" python3 -c "import sys,time; sys.exit(not 0 <= time.time() - $ok_at < 60)"
+tap_is "... and nothing else in the directory (no temporary file left)" "$(ls -A "$T/metrics")" vmdr-verify.prom
+vmdr-verify -q -r "$R" --metrics-file "$T/no/such/m.prom" > /dev/null 2> "$T/err"; st=$?
+tap_is "a metrics file that cannot be written: done with warnings (exit 3), one line" \
+  "$st $(cat "$T/err")" "3 vmdr-verify: cannot write metrics '$T/no/such/m.prom': No such file or directory"
+vmdr-verify -r "$R" --metrics-file '' > /dev/null 2>&1; st=$?
+tap_is "an empty --metrics-file: exit 2" "$st" 2
 # Damage a chunk that only the first snapshot of web1 has (the overwritten one).
 python3 - "$R" <<'PY' || tap_bail "cannot find the chunk to damage"
 import glob, os, sys
@@ -95,6 +170,16 @@ tap_is "verify finds damage: exit 1" "$st" 1
 tap_ok "the damaged snapshot is named with disk, offset and chunk" \
   grep -qE "^web1/.*: DAMAGED: 1 chunk damaged; first: disk vd[ab] offset [0-9]+ chunk [0-9a-f]{64}: checksum mismatch" "$T/v.out"
 tap_is "one summary line on stderr" "$(cat "$T/v.err")" "vmdr-verify: 1 of 3 snapshots damaged"
+sleep 0.01
+vmdr-verify -q -r "$R" --metrics-file "$M" > /dev/null 2>&1; st=$?
+tap_ok "a failed verify writes its metrics too, valid" prom "$M"
+tap_is "... last_result 1, one damaged snapshot of web1, none of db 2" \
+  "$st $(prom "$M" vmdr_verify_last_result) $(prom "$M" vmdr_verify_snapshots_damaged domain=web1) $(prom "$M" vmdr_verify_snapshots_damaged 'domain=db 2')" "1 1 1 0"
+tap_is "... the last success is still the earlier run's" "$(prom "$M" vmdr_verify_last_success_timestamp_seconds)" "$ok_at"
+tap_ok "... the attempt is this one" python3 -c "import sys; sys.exit(not $(prom "$M" vmdr_verify_last_attempt_timestamp_seconds) > $ok_at)"
+vmdr-ls -r "$R" --metrics > "$T/ls.prom"
+tap_is "ls --metrics counts the damaged snapshot" \
+  "$(prom "$T/ls.prom" vmdr_repository_snapshots_damaged domain=web1) $(prom "$T/ls.prom" vmdr_repository_snapshots_damaged 'domain=db 2')" "1 0"
 tap_ok "ls marks it DAMAGED" sh -c "vmdr-ls -r '$R' | grep DAMAGED | grep -q '^web1/'"
 tap_is "the other snapshots stay ok" "$(vmdr-ls -r "$R" | grep -c ' ok$')" 2
 tap_fails "restoring the damaged disk fails" repo-image get "$R" "$(grep DAMAGED "$T/v.out" | cut -d: -f1)" vda "$T/bad.raw"

@@ -7,6 +7,8 @@
 . "$(dirname "$0")/../harness/lib.sh"
 . "$HARNESS_DIR/libvirt-lib.sh"
 need_cmd vmdr-snapshot vmdr-init vmdr-ls vmdr-verify repo-image python3
+prom() { python3 "$HARNESS_DIR/promparse.py" "$@"; }
+PM=$T/vmdr-snapshot.prom
 
 use_libvirt
 dom=snap-$$
@@ -40,10 +42,15 @@ resume() { virsh_c "$LV_URI" resume "$dom" >/dev/null; }
 vm_write "$dom" vda 0xab 1M 1M
 vm_write "$dom" vdb 0xcd 0 64k
 vm_write "$dom" vdc 0xef 4M 4k
-snap_paused
+snap_paused --metrics-file "$PM"
 tap_is "first snapshot: full, exit 0, nothing on stderr" \
   "$st $(json 'd["kind"]') $(wc -c < "$T/err")" "0 full 0"
 id1=$(json 'd["snapshot"]')
+tap_ok "--metrics-file: valid Prometheus text" prom "$PM"
+tap_is "... last_result 0, bytes read and new as in --json, no pause, chain length 1" \
+  "$(prom "$PM" vmdr_snapshot_last_result domain="$dom" "repo=$R") $(prom "$PM" vmdr_snapshot_bytes_read domain="$dom") $(prom "$PM" vmdr_snapshot_bytes_new domain="$dom") $(prom "$PM" vmdr_snapshot_pause_seconds) $(prom "$PM" vmdr_snapshot_chain_length)" \
+  "0 $(json 'd["bytes_read"], d["bytes_new"]' | tr -d '(),') 0 1"
+tap_ok "... a duration and the success time (now)" python3 -c "import sys,time; sys.exit(not ($(prom "$PM" vmdr_snapshot_duration_seconds) > 0 and 0 <= time.time() - $(prom "$PM" vmdr_snapshot_last_success_timestamp_seconds) < 120))"
 tap_ok "full snapshot equals the disks (qemu-img compare)" same_as_disks "$id1"
 resume
 
@@ -51,7 +58,10 @@ resume
 vm_write "$dom" vda 0x11 4M 64k
 vm_write "$dom" vda 0x22 10272k 4k
 vm_write "$dom" vdb 0x33 20M 128k
-snap_paused
+snap_paused --metrics-file "$PM"
+tap_is "the incremental's metrics: chain length 2, the bytes read of --json" \
+  "$(prom "$PM" vmdr_snapshot_chain_length domain="$dom") $(prom "$PM" vmdr_snapshot_bytes_read domain="$dom")" "2 $(json 'd["bytes_read"]')"
+ok_at=$(prom "$PM" vmdr_snapshot_last_success_timestamp_seconds domain="$dom")
 tap_is "second snapshot: incremental from the first" \
   "$st $(json 'd["kind"], d["parent"] == sys.argv[1]' "$id1" | tr -d "(),'")" "0 incremental True"
 tap_is "only the dirty chunks of the qcow2 disks are read" \
@@ -125,8 +135,12 @@ tap_is "no progress on a pipe" "$(wc -c < "$T/err")" 0
 "${SNAP[@]}" nosuch-$$ >/dev/null 2>"$T/err"; st=$?
 tap_is "unknown domain: exit 1, one line" "$st $(wc -l < "$T/err")" "1 1"
 tap_ok "... naming it" grep -q "^vmdr-snapshot: no domain 'nosuch-$$'" "$T/err"
-"${SNAP[@]}" --disks vdz "$dom" >/dev/null 2>"$T/err"; st=$?
+"${SNAP[@]}" --disks vdz --metrics-file "$PM" "$dom" >/dev/null 2>"$T/err"; st=$?
 tap_is "unknown disk: exit 1" "$st $(cat "$T/err")" "1 vmdr-snapshot: domain '$dom' has no disk 'vdz'"
+tap_ok "... its metrics are written too, valid" prom "$PM"
+tap_is "... last_result 1; the last success still the earlier one's; chain length 0" \
+  "$(prom "$PM" vmdr_snapshot_last_result domain="$dom") $(prom "$PM" vmdr_snapshot_last_success_timestamp_seconds domain="$dom") $(prom "$PM" vmdr_snapshot_chain_length domain="$dom")" \
+  "1 $ok_at 0"
 "${SNAP[@]}" --scratch-dir "$T/nosuch" "$dom" >/dev/null 2>"$T/err"; st=$?
 tap_is "a missing scratch directory: exit 1, one line" "$st $(cat "$T/err")" \
   "1 vmdr-snapshot: cannot use scratch directory '$T/nosuch': No such file or directory"
