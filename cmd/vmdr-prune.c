@@ -56,8 +56,9 @@ usage (FILE *fp, int status)
   exit (status);
 }
 
-static unsigned
-count_arg (const char *opt, const char *arg)
+/* --grace: seconds, 0 to 1000000. */
+static long
+grace_arg (const char *arg)
 {
   char *end;
   long v;
@@ -65,8 +66,8 @@ count_arg (const char *opt, const char *arg)
   errno = 0;
   v = strtol (arg, &end, 10);
   if (errno || end == arg || *end || v < 0 || v > 1000000)
-    cli_usage_error ("invalid %s '%s' (0 to 1000000)", opt, arg);
-  return (unsigned) v;
+    cli_usage_error ("invalid --grace '%s' (0 to 1000000)", arg);
+  return v;
 }
 
 struct opts {
@@ -104,71 +105,38 @@ finish (struct opts *o, int status)
   return cmd_metrics_end (o->metrics_file, o->mx, o->prev, status);
 }
 
+struct pruning {
+  const struct opts *o;
+  const char *domain;
+  json_object *removed;
+};
+
+static void
+pruned (void *opaque, const char *id)
+{
+  struct pruning *p = opaque;
+
+  if (!p->o->json && !p->o->quiet)
+    printf ("%s %s\n", p->o->dry_run ? "would remove" : "removed", id);
+  json_object_array_add (p->removed, json_object_new_string (id));
+  record (p->o, p->domain, 1);
+}
+
 /* Apply the rules to one domain's snapshots; counts into *removed. */
 static int
 prune_domain (struct vmdr_repo *repo, const char *domain, const struct opts *o,
               json_object *removed_j, size_t *removed)
 {
-  char **ids;
-  bool *keep;
+  struct pruning p = { o, domain, removed_j };
   size_t n;
   int r;
 
-  if ((r = vmdr_snapshot_list (repo, domain, &ids, &n)) < 0) {
-    cli_error ("cannot list snapshots of '%s': %s", domain, strerror (-r));
-    return r;
-  }
   record (o, domain, 0);
-  keep = calloc (n ? n : 1, sizeof *keep);
-  if (keep == NULL || (r = vmdr_retention_select (ids, n, &o->keep, keep)) < 0) {
-    cli_error ("cannot apply the rules to '%s': %s", domain, strerror (keep ? -r : ENOMEM));
-    free (keep);
-    vmdr_strv_free (ids, n);
-    return -EINVAL;
-  }
-  for (size_t i = 0; i < n && r == 0; i++) {
-    if (keep[i])
-      continue;
-    if (!o->dry_run && (r = vmdr_manifest_delete (repo, ids[i])) < 0) {
-      cli_error ("cannot remove '%s': %s", ids[i], strerror (-r));
-      break;
-    }
-    if (!o->dry_run)
-      vmdr_damage_clear (repo, ids[i]);
-    if (!o->json && !o->quiet)
-      printf ("%s %s\n", o->dry_run ? "would remove" : "removed", ids[i]);
-    json_object_array_add (removed_j, json_object_new_string (ids[i]));
-    record (o, domain, 1);
-    (*removed)++;
-  }
-  free (keep);
-  vmdr_strv_free (ids, n);
+  r = vmdr_retention_apply (repo, domain, &o->keep, o->dry_run, pruned, &p, &n);
+  *removed += n;
+  if (r < 0)
+    cli_error ("cannot prune '%s': %s", domain, strerror (-r));
   return r;
-}
-
-/* Distinct domains of the repository (ids are sorted by domain). */
-static int
-all_domains (struct vmdr_repo *repo, char ***out, size_t *nout)
-{
-  char **ids, **doms;
-  size_t n, k = 0;
-  int r;
-
-  if ((r = vmdr_snapshot_list (repo, NULL, &ids, &n)) < 0)
-    return r;
-  doms = calloc (n ? n : 1, sizeof *doms);
-  for (size_t i = 0; doms && i < n; i++) {
-    size_t len = (size_t) (strrchr (ids[i], '/') - ids[i]);
-    if (k > 0 && strlen (doms[k - 1]) == len && strncmp (doms[k - 1], ids[i], len) == 0)
-      continue;
-    doms[k++] = strndup (ids[i], len);
-  }
-  vmdr_strv_free (ids, n);
-  if (doms == NULL)
-    return -ENOMEM;
-  *out = doms;
-  *nout = k;
-  return 0;
 }
 
 static int
@@ -209,16 +177,10 @@ run_gc (struct vmdr_repo *repo, struct opts *o, json_object *top)
 int
 main (int argc, char **argv)
 {
-  enum { LAST = CHAR_MAX + 1, HOURLY, DAILY, WEEKLY, MONTHLY, YEARLY, GRACE, NO_GC, JSON,
-         METRICS_FILE };
+  enum { KEEP = CHAR_MAX + 1, GRACE = KEEP + CMD_KEEP_COUNT, NO_GC, JSON, METRICS_FILE };
   static const struct option lopts[] = {
     { "repo", required_argument, NULL, 'r' },
-    { "keep-last", required_argument, NULL, LAST },
-    { "keep-hourly", required_argument, NULL, HOURLY },
-    { "keep-daily", required_argument, NULL, DAILY },
-    { "keep-weekly", required_argument, NULL, WEEKLY },
-    { "keep-monthly", required_argument, NULL, MONTHLY },
-    { "keep-yearly", required_argument, NULL, YEARLY },
+    CMD_KEEP_OPTIONS (KEEP),
     { "grace", required_argument, NULL, GRACE },
     { "no-gc", no_argument, NULL, NO_GC },
     { "dry-run", no_argument, NULL, 'n' },
@@ -241,13 +203,8 @@ main (int argc, char **argv)
   while ((c = getopt_long (argc, argv, ":r:nqhV", lopts, NULL)) != -1) {
     switch (c) {
     case 'r': repo_opt = optarg; break;
-    case LAST: o.keep.last = count_arg ("--keep-last", optarg); break;
-    case HOURLY: o.keep.hourly = count_arg ("--keep-hourly", optarg); break;
-    case DAILY: o.keep.daily = count_arg ("--keep-daily", optarg); break;
-    case WEEKLY: o.keep.weekly = count_arg ("--keep-weekly", optarg); break;
-    case MONTHLY: o.keep.monthly = count_arg ("--keep-monthly", optarg); break;
-    case YEARLY: o.keep.yearly = count_arg ("--keep-yearly", optarg); break;
-    case GRACE: o.grace = (long) count_arg ("--grace", optarg); break;
+    case KEEP ... KEEP + CMD_KEEP_COUNT - 1: cmd_keep_arg (c, KEEP, optarg, &o.keep); break;
+    case GRACE: o.grace = grace_arg (optarg); break;
     case NO_GC: o.gc = false; break;
     case 'n': o.dry_run = true; break;
     case JSON: o.json = true; break;
@@ -274,7 +231,7 @@ main (int argc, char **argv)
   if ((repo = cmd_open_repo (address, true)) == NULL)
     return finish (&o, VMDR_EXIT_FAILED);
 
-  if (optind == argc && (r = all_domains (repo, &doms, &ndoms)) < 0) {
+  if (optind == argc && (r = vmdr_snapshot_domains (repo, &doms, &ndoms)) < 0) {
     cli_error ("cannot list snapshots in '%s': %s", address, strerror (-r));
     vmdr_repo_close (repo);
     return finish (&o, VMDR_EXIT_FAILED);
