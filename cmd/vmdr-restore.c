@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ usage (FILE *fp, int status)
 {
   fprintf (fp,
 "Usage: vmdr-restore -r REPO [OPTIONS] SNAPSHOT\n"
+"       vmdr-restore -r REPO [OPTIONS] SNAPSHOT --archive FILE|-\n"
 "       vmdr-restore --cleanup-lab [-c URI]\n"
 "\n"
 "Write the disks of SNAPSHOT (an id, DOMAIN@latest or DOMAIN@TIME, the\n"
@@ -37,9 +39,17 @@ usage (FILE *fp, int status)
 "restore with an error naming it, and nothing is left behind.  With\n"
 "--define, the guest is defined on a libvirt host on top of them.\n"
 "\n"
+"With --archive, the images go into one POSIX pax tar archive instead (FILE,\n"
+"or - for standard output), streamed, for other tools: NAME.xml (the domain\n"
+"XML as the snapshot recorded it), NAME-TARGET.raw for each disk and, with\n"
+"--with-memory, NAME.save, the images as sparse entries that GNU tar and\n"
+"bsdtar extract as sparse files.  A damaged chunk leaves no archive FILE.\n"
+"\n"
 "Options:\n"
 "  -r, --repo=REPO        the repository (default: $VMDR_REPO)\n"
 "  -o, --output=DIR       where the images go (default: the current directory)\n"
+"      --archive=FILE     write them as one tar archive FILE (- for standard\n"
+"                         output) instead; not with -o, --define or qcow2\n"
 "      --format=FMT       raw or qcow2 (default: each disk's own format)\n"
 "      --disks=vda,vdb    restore only these disks\n"
 "      --name=NAME        name the images (and the guest) NAME, not the domain's\n"
@@ -76,6 +86,7 @@ struct opts {
   struct vmdr_bringup_opts guest;
   struct progress prog;
   const char *define_uri, *uri;
+  const char *archive;          /* --archive FILE, "-": standard output */
   bool cleanup_lab;
   bool json, quiet;
   char *disk_buf;
@@ -127,6 +138,12 @@ print_json (const struct opts *opts, const struct vmdr_manifest *m, int r,
   json_object_object_add (o, "disks", d);
   json_object_object_add (o, "memory", r == 0 && res->memory_path && !g->resumed
                           ? json_object_new_string (res->memory_path) : NULL);
+  if (opts->archive) {          /* the disks' and memory's paths are entry names */
+    json_object *a = json_object_new_object ();
+    json_object_object_add (a, "path", json_object_new_string (opts->archive));
+    json_object_object_add (a, "bytes", json_object_new_int64 ((int64_t) res->archive_bytes));
+    json_object_object_add (o, "archive", a);
+  }
   json_object_object_add (o, "guest", guest_json (opts, g));
   json_object_object_add (o, "error", r < 0 ? json_object_new_string (error) : NULL);
   cmd_json_print (o);
@@ -173,7 +190,11 @@ restore (struct vmdr_repo *repo, const struct vmdr_manifest *m, struct opts *o,
     r = vmdr_bringup_check (conn, m, &o->guest, g);
     o->files.name = g->name;
   }
-  if (r == 0)
+  if (r == 0 && o->archive)
+    r = vmdr_restore_snapshot_archive (repo, m, &o->files,
+                                       strcmp (o->archive, "-") == 0 ? NULL : o->archive,
+                                       STDOUT_FILENO, res);
+  else if (r == 0)
     r = vmdr_restore_snapshot_files (repo, m, &o->files, res);
   error = g->error[0] ? g->error : res->error;
   if (r == 0 && conn && (r = vmdr_bringup (conn, m, res, &o->guest, g)) < 0) {
@@ -226,10 +247,11 @@ int
 main (int argc, char **argv)
 {
   enum { FORMAT = CHAR_MAX + 1, DISKS, NAME, WITH_MEMORY, FORCE, JSON, PROGRESS,
-         NO_PROGRESS, DEFINE, KEEP_IDENTITY, START, TEST_LAB, CLEANUP_LAB };
+         NO_PROGRESS, DEFINE, KEEP_IDENTITY, START, TEST_LAB, CLEANUP_LAB, ARCHIVE };
   static const struct option lopts[] = {
     { "repo", required_argument, NULL, 'r' },
     { "output", required_argument, NULL, 'o' },
+    { "archive", required_argument, NULL, ARCHIVE },
     { "format", required_argument, NULL, FORMAT },
     { "disks", required_argument, NULL, DISKS },
     { "name", required_argument, NULL, NAME },
@@ -258,6 +280,7 @@ main (int argc, char **argv)
   struct vmdr_repo *repo;
   virConnectPtr conn = NULL;
   int c, show = -1, r;
+  bool output_given = false;
   double t0 = cmd_now ();
 
   cli_init (argv[0]);
@@ -265,7 +288,8 @@ main (int argc, char **argv)
   while ((c = getopt_long (argc, argv, ":r:o:c:j:qhV", lopts, NULL)) != -1) {
     switch (c) {
     case 'r': repo_opt = optarg; break;
-    case 'o': o.files.dir = optarg; break;
+    case 'o': o.files.dir = optarg; output_given = true; break;
+    case ARCHIVE: o.archive = optarg; break;
     case FORMAT:
       if (!vmdr_restore_format_valid (optarg))
         cli_usage_error ("invalid --format '%s' (raw or qcow2)", optarg);
@@ -309,6 +333,23 @@ main (int argc, char **argv)
     cli_usage_error ("one snapshot at a time ('%s' is extra)", argv[optind + 1]);
   if (!o.define_uri && (o.guest.keep_identity || o.guest.start || o.guest.test_lab))
     cli_usage_error ("--keep-identity, --start and --test-lab need --define URI");
+  if (o.archive) {
+    bool out = strcmp (o.archive, "-") == 0;
+    if (*o.archive == '\0')
+      cli_usage_error ("no archive: give --archive FILE, or - for standard output");
+    if (output_given)
+      cli_usage_error ("--archive and -o are two different outputs: give one");
+    if (o.define_uri)
+      cli_usage_error ("--define needs image files: not with --archive");
+    if (o.files.format && strcmp (o.files.format, "raw") != 0)
+      cli_usage_error ("--archive holds raw images: not --format %s", o.files.format);
+    if (out && o.json)
+      cli_usage_error ("--json needs standard output: give --archive FILE");
+    if (out && isatty (STDOUT_FILENO))
+      cli_usage_error ("standard output is a terminal: redirect it, or give --archive FILE");
+    if (out)
+      signal (SIGPIPE, SIG_IGN);  /* a reader gone: EPIPE, and a message */
+  }
   if (o.guest.memory && o.define_uri)
     o.guest.start = true;     /* a resume is a start */
   address = cmd_repo_address (repo_opt);

@@ -364,6 +364,7 @@ _Static_assert (BATCH_MAX <= VMDR_GET_CHUNKS_MAX && BATCH_MAX <= 256,
                 "a batch fits one vmdr_repo_get_chunks call and uint8_t rel");
 
 struct batch {
+  uint64_t seq;                 /* its place in the disk order: 0, 1, ... */
   uint64_t first;               /* chunk index of rel 0 */
   uint32_t n;
   uint8_t rel[BATCH_MAX];       /* chunk index - first, increasing */
@@ -385,6 +386,9 @@ struct reader {
   struct batch q[QUEUE_MAX];
   size_t head, count;
   bool closed;                  /* no more batches will come */
+  uint64_t pushed;              /* batches queued so far: the next seq */
+  uint64_t turn;                /* o->ordered: the seq whose runs go out next */
+  pthread_cond_t turned;        /* turn moved on, or err was set */
   int err;
   struct vmdr_restore_error where;
   struct vmdr_disk_read_stats st;
@@ -427,6 +431,7 @@ fail (struct reader *r, int err, const struct job *j)
   }
   pthread_cond_broadcast (&r->not_full);
   pthread_cond_broadcast (&r->not_empty);
+  pthread_cond_broadcast (&r->turned);
 }
 
 static int
@@ -496,6 +501,7 @@ struct span {
 
 /* A batch verified: its chunks in BUF (r->per chunks' room) and its runs. */
 struct output {
+  uint64_t seq;                 /* the batch's */
   uint8_t *buf;
   size_t n;
   struct span span[BATCH_MAX];
@@ -512,6 +518,7 @@ verify_batch (struct reader *r, struct vmdr_repo_reader *rd,
   int e;
 
   out->n = 0;
+  out->seq = b->seq;
   for (k = 0; k < b->n; k++)
     req[k] = (struct vmdr_chunk_get) { .d = b->d[k], .cap = chunk,
                                        .buf = out->buf + (size_t) b->rel[k] * chunk };
@@ -549,7 +556,11 @@ verify_batch (struct reader *r, struct vmdr_repo_reader *rd,
   return true;
 }
 
-/* Write OUT's runs (worker NO's), then count them. */
+/* Write OUT's runs (worker NO's), then count them.  In an ordered read,
+ * first wait until every batch before it is out: the batch holding the
+ * next turn is always in a worker's hands (verified, handed to its writer
+ * or being written), as workers take batches in order, so the wait ends;
+ * an error anywhere ends it too. */
 static void
 write_output (struct reader *r, unsigned no, const struct output *out)
 {
@@ -557,6 +568,8 @@ write_output (struct reader *r, unsigned no, const struct output *out)
   bool stop;
 
   pthread_mutex_lock (&r->lock);
+  while (r->o->ordered && r->turn != out->seq && r->err == 0)
+    pthread_cond_wait (&r->turned, &r->lock);
   stop = r->err != 0;           /* another worker failed: no point */
   pthread_mutex_unlock (&r->lock);
   for (size_t k = 0; k < out->n && !stop; k++) {
@@ -576,6 +589,8 @@ write_output (struct reader *r, unsigned no, const struct output *out)
   r->st.bytes += bytes;
   if (r->progress && chunks)
     r->progress (r->popaque, r->st.bytes, 0);
+  r->turn++;
+  pthread_cond_broadcast (&r->turned);
   pthread_mutex_unlock (&r->lock);
 }
 
@@ -721,6 +736,7 @@ push_locked (struct reader *r)
   while (r->count == QUEUE_MAX && r->err == 0)
     pthread_cond_wait (&r->not_full, &r->lock);
   if (r->err == 0 && r->cur.n > 0) {
+    r->cur.seq = r->pushed++;
     r->q[(r->head + r->count) % QUEUE_MAX] = r->cur;
     r->count++;
     pthread_cond_signal (&r->not_empty);
@@ -788,6 +804,7 @@ vmdr_disk_read (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
   pthread_mutex_init (&r->lock, NULL);
   pthread_cond_init (&r->not_empty, NULL);
   pthread_cond_init (&r->not_full, NULL);
+  pthread_cond_init (&r->turned, NULL);
   for (; started < o->threads; started++) {
     ws[started] = (struct worker) { .r = r, .no = started };
     pthread_mutex_init (&ws[started].lock, NULL);
@@ -826,6 +843,7 @@ vmdr_disk_read (struct vmdr_repo *repo, const struct vmdr_disk_tree *tree,
     *st = r->st;
   pthread_cond_destroy (&r->not_empty);
   pthread_cond_destroy (&r->not_full);
+  pthread_cond_destroy (&r->turned);
   pthread_mutex_destroy (&r->lock);
   vmdr_zctx_free (z);
   return e;

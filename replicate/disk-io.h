@@ -107,6 +107,10 @@ struct vmdr_read_opts {
   int fd;                       /* where to write; -1: verify only */
   vmdr_sink_fn sink;            /* if not NULL, chunks go here, not to fd */
   void *sopaque;
+  bool ordered;                 /* sink calls one at a time and in disk order,
+                                 * for a stream; the workers still read and
+                                 * verify ahead (each holds at most two
+                                 * batches while it waits its turn) */
   unsigned threads;
   vmdr_progress_fn progress;    /* may be NULL */
   void *popaque;

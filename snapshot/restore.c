@@ -13,9 +13,11 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "image-archive.h"
 #include "nbd-reader.h"
 #include "qemu-nbd.h"
 #include "restore.h"
@@ -355,10 +357,11 @@ selected (const struct vmdr_restore_files_opts *o, const char *target)
   return false;
 }
 
-/* Decide every output's name and check none is in the way. */
+/* Decide every output's name and check none is in the way; for an
+ * ARCHIVE, the names of its entries (raw images), nothing to check. */
 static int
 plan (const struct vmdr_manifest *m, const struct vmdr_restore_files_opts *o,
-      struct vmdr_restore_result *res)
+      bool archive, struct vmdr_restore_result *res)
 {
   const char *name = o->name ? o->name : m->domain;
   int r;
@@ -377,7 +380,7 @@ plan (const struct vmdr_manifest *m, const struct vmdr_restore_files_opts *o,
   for (size_t i = 0; i < m->ndisks; i++) {
     const struct vmdr_manifest_disk *d = &m->disks[i];
     struct vmdr_restored_disk *out = &res->disks[res->ndisks];
-    const char *fmt = o->format ? o->format
+    const char *fmt = archive ? "raw" : o->format ? o->format
       : vmdr_restore_format_valid (d->format) ? d->format : "raw";
 
     if (!selected (o, d->target))
@@ -385,17 +388,27 @@ plan (const struct vmdr_manifest *m, const struct vmdr_restore_files_opts *o,
     snprintf (out->target, sizeof out->target, "%s", d->target);
     snprintf (out->format, sizeof out->format, "%s", fmt);
     out->virtual_size = d->virtual_size;
-    if (asprintf (&out->path, "%s/%s-%s.%s", o->dir, name, d->target, fmt) < 0)
+    if ((archive ? asprintf (&out->path, "%s-%s.raw", name, d->target)
+         : asprintf (&out->path, "%s/%s-%s.%s", o->dir, name, d->target, fmt)) < 0) {
+      out->path = NULL;         /* undefined after a failure */
       return fail (res, -ENOMEM, "out of memory");
+    }
     res->ndisks++;
+    if (archive)
+      continue;
     res->stale_removed += sweep_stale (out->path);
     if ((r = check_target (out->path, o->io.force)) < 0)
       return fail (res, r, r == -EEXIST ? "'%s' exists (use --force to replace it)"
                    : "cannot replace '%s': %s", out->path, strerror (-r));
   }
   if (o->memory) {
-    if (asprintf (&res->memory_path, "%s/%s.save", o->dir, name) < 0)
+    if ((archive ? asprintf (&res->memory_path, "%s.save", name)
+         : asprintf (&res->memory_path, "%s/%s.save", o->dir, name)) < 0) {
+      res->memory_path = NULL;
       return fail (res, -ENOMEM, "out of memory");
+    }
+    if (archive)
+      return 0;
     res->stale_removed += sweep_stale (res->memory_path);
     if ((r = check_target (res->memory_path, o->io.force)) < 0)
       return fail (res, r, r == -EEXIST ? "'%s' exists (use --force to replace it)"
@@ -431,7 +444,7 @@ vmdr_restore_snapshot_files (struct vmdr_repo *repo, const struct vmdr_manifest 
   int r;
 
   memset (res, 0, sizeof *res);
-  if ((r = plan (m, o, res)) < 0)
+  if ((r = plan (m, o, false, res)) < 0)
     return r;
   for (size_t i = 0; i < m->ndisks && r == 0; i++) {
     struct vmdr_disk_read_stats st = { 0 };
@@ -454,5 +467,117 @@ vmdr_restore_snapshot_files (struct vmdr_repo *repo, const struct vmdr_manifest 
   if (r < 0)                    /* all or nothing: no half a guest */
     for (size_t i = 0; i < done; i++)
       unlink (res->disks[i].path);
+  return r;
+}
+
+/* ---- a whole snapshot as a tar archive ----------------------------------- */
+
+/* Every entry's time: the snapshot's, so that one snapshot always makes
+ * the same archive. */
+static time_t
+snapshot_time (const struct vmdr_manifest *m)
+{
+  struct tm tm = { 0 };
+  const char *end = strptime (m->created, "%Y-%m-%dT%H:%M:%S", &tm);
+
+  return end ? timegm (&tm) : time (NULL);
+}
+
+/* failed_output for an archive at PATH, or on standard output (NULL). */
+static int
+archive_failed (struct vmdr_restore_result *res, int r, const char *id, const char *what,
+                const char *path, const struct vmdr_restore_failure *f)
+{
+  if (path == NULL && !f->damage)
+    return fail (res, r, "cannot write to standard output: %s", strerror (-r));
+  return failed_output (res, r, id, what, path, f);
+}
+
+/* Write the entries of M planned in RES to AR, which goes to PATH (NULL:
+ * standard output, for messages). */
+static int
+write_entries (struct vmdr_repo *repo, const struct vmdr_manifest *m,
+               const struct vmdr_restore_files_opts *o, struct vmdr_image_archive *ar,
+               const char *path, struct vmdr_restore_result *res)
+{
+  const char *name = o->name ? o->name : m->domain;
+  struct vmdr_restore_failure f = { 0 };
+  _cleanup_free_ char *xml = NULL;
+  char what[64];
+  size_t k = 0;
+  int r = 0;
+
+  if (m->domain_xml) {
+    if (asprintf (&xml, "%s.xml", name) < 0) {
+      xml = NULL;
+      return fail (res, -ENOMEM, "out of memory");
+    }
+    if ((r = vmdr_image_archive_put_file (ar, xml, m->domain_xml, strlen (m->domain_xml))) < 0)
+      return archive_failed (res, r, m->id, "domain XML", path, &f);
+  }
+  for (size_t i = 0; i < m->ndisks && r == 0; i++) {
+    struct vmdr_disk_read_stats st = { 0 };
+    struct vmdr_restored_disk *d = &res->disks[k];
+    struct vmdr_disk_tree t;
+    if (k == res->ndisks || strcmp (m->disks[i].target, d->target) != 0)
+      continue;
+    vmdr_manifest_disk_tree (&m->disks[i], &t);
+    r = vmdr_image_archive_put_disk (ar, repo, d->path, &t, &o->io, &st, &f);
+    snprintf (what, sizeof what, "disk %s", d->target);
+    if (r < 0)
+      return archive_failed (res, r, m->id, what, path, &f);
+    d->bytes = st.bytes;
+    res->bytes += st.bytes;
+    k++;
+  }
+  if (o->memory) {
+    struct vmdr_stream_tree t;
+    vmdr_manifest_memory_tree (&m->memory, &t);
+    if ((r = vmdr_image_archive_put_stream (ar, repo, res->memory_path, &t, &o->io, &f)) < 0)
+      return archive_failed (res, r, m->id, "memory image", path, &f);
+  }
+  if ((r = vmdr_image_archive_close (ar)) < 0)
+    return archive_failed (res, r, m->id, "", path, &f);
+  res->archive_bytes = vmdr_image_archive_bytes (ar);
+  return 0;
+}
+
+int
+vmdr_restore_snapshot_archive (struct vmdr_repo *repo, const struct vmdr_manifest *m,
+                               const struct vmdr_restore_files_opts *o,
+                               const char *path, int fd,
+                               struct vmdr_restore_result *res)
+{
+  struct vmdr_image_archive *ar = NULL;
+  _cleanup_close_ int tfd = -1;
+  char tmp[PATH_MAX];
+  int r;
+
+  memset (res, 0, sizeof *res);
+  if ((o->format && strcmp (o->format, "raw") != 0) || (path == NULL && fd < 0) ||
+      o->io.threads < 1 || o->io.threads > VMDR_MAX_THREADS)
+    return fail (res, -EINVAL, "invalid arguments");
+  if ((r = plan (m, o, true, res)) < 0)
+    return r;
+  if (path) {
+    res->stale_removed += sweep_stale (path);
+    if ((r = check_target (path, o->io.force)) < 0)
+      return fail (res, r, r == -EEXIST ? "'%s' exists (use --force to replace it)"
+                   : "cannot replace '%s': %s", path, strerror (-r));
+    if ((tfd = make_temp (path, tmp, sizeof tmp)) < 0)
+      return fail (res, tfd, "cannot write '%s': %s", path, strerror (-tfd));
+    fd = tfd;
+  }
+  if ((r = vmdr_image_archive_new (fd, snapshot_time (m), &ar)) < 0)
+    fail (res, r, "out of memory");
+  else
+    r = write_entries (repo, m, o, ar, path, res);
+  vmdr_image_archive_free (ar);
+  if (path) {
+    if (r == 0 && fsync (tfd) < 0)
+      r = fail (res, -errno, "cannot write '%s': %s", path, strerror (errno));
+    if ((r = end_output (tmp, path, o->io.force, r)) < 0 && res->error[0] == '\0')
+      fail (res, r, "cannot write '%s': %s", path, strerror (-r));
+  }
   return r;
 }

@@ -74,6 +74,7 @@ struct vmdr_restore_result {
   size_t ndisks;
   char *memory_path;            /* DIR/NAME.save, or NULL */
   uint64_t bytes;
+  uint64_t archive_bytes;       /* vmdr_restore_snapshot_archive: the tar stream's */
   size_t stale_removed;         /* temporary files of killed restores removed */
   char error[768];              /* on failure: one line saying what and where */
 };
@@ -87,5 +88,24 @@ int vmdr_restore_snapshot_files (struct vmdr_repo *repo, const struct vmdr_manif
                                  const struct vmdr_restore_files_opts *o,
                                  struct vmdr_restore_result *res);
 void vmdr_restore_result_clear (struct vmdr_restore_result *res);
+
+/* Restore M's disks (and memory) as one POSIX pax tar archive instead
+ * (image-archive.h), written to the file PATH or, when PATH is NULL, to
+ * FD (a pipe, standard output; not closed).  Its entries, in this order:
+ *   NAME.xml           the domain XML as the snapshot recorded it (its
+ *                      name, UUID and disk paths unchanged), if it has one
+ *   NAME-TARGET.raw    each disk (O->disks, or all), sparse, in the
+ *                      snapshot's order
+ *   NAME.save          the memory image, sparse (O->memory)
+ * O as for vmdr_restore_snapshot_files, but O->dir is not used and the
+ * images are raw (O->format NULL or "raw", else -EINVAL).  PATH is written
+ * under a temporary name beside it and renamed into place once complete
+ * and durable; it replaces a file only with O->io.force, and on failure
+ * nothing is left.  On success res->disks[].path and res->memory_path are
+ * entry names.  Errors as vmdr_restore_snapshot_files (-EEXIST: PATH). */
+int vmdr_restore_snapshot_archive (struct vmdr_repo *repo, const struct vmdr_manifest *m,
+                                   const struct vmdr_restore_files_opts *o,
+                                   const char *path, int fd,
+                                   struct vmdr_restore_result *res);
 
 #endif

@@ -2,7 +2,7 @@
  * snapshot and to get a disk back, through the library entry points (until
  * vmdr-snapshot and vmdr-restore exist).
  *
- *   repo-image put REPO DOMAIN TARGET=IMAGE... [memory=FILE] [-j N]
+ *   repo-image put REPO DOMAIN TARGET=IMAGE... [memory=FILE] [xml=FILE] [-j N]
  *                                                        prints the snapshot id
  *   repo-image get REPO SNAPSHOT TARGET OUTPUT [-j N]   sparse raw output;
  *                                                        TARGET "memory": the
@@ -32,7 +32,8 @@ put (struct vmdr_repo *repo, const char *domain, char **specs, int n, unsigned j
   struct vmdr_image_disk disks[VMDR_MAX_DISKS];
   struct vmdr_snapshot_opts o = { .threads = j };
   struct vmdr_manifest m;
-  size_t nd = 0;
+  char *xml = NULL;
+  size_t nd = 0, len = 0;
   int r;
 
   if (n < 1 || n > VMDR_MAX_DISKS)
@@ -44,10 +45,23 @@ put (struct vmdr_repo *repo, const char *domain, char **specs, int n, unsigned j
     *eq = '\0';
     if (strcmp (specs[i], "memory") == 0)
       o.memory = eq + 1;
+    else if (strcmp (specs[i], "xml") == 0) {     /* the domain XML */
+      FILE *f = fopen (eq + 1, "re");
+      if (f == NULL)
+        return die (eq + 1, -errno);
+      free (xml);
+      xml = NULL;
+      r = getdelim (&xml, &len, '\0', f) < 0 ? -EIO : 0;
+      fclose (f);
+      if (r < 0)
+        return die (eq + 1, r);
+      o.domain_xml = xml;
+    }
     else
       disks[nd++] = (struct vmdr_image_disk) { .target = specs[i], .path = eq + 1 };
   }
   r = vmdr_snapshot_write_images (repo, domain, disks, nd, &o, &m, NULL);
+  free (xml);
   if (r < 0)
     return die ("put", r);
   printf ("%s\n", m.id);

@@ -2,7 +2,7 @@
  * descriptors, and get where a backend has no read op), vmdr_repo_get_chunks
  * (coalesced pack reads that still name each damaged chunk), and
  * vmdr_disk_read's batches (runs of chunks to the sink, holes kept,
- * damage reported in place, targets without O_DIRECT). */
+ * damage reported in place, targets without O_DIRECT, ordered sinks). */
 #include <config.h>
 
 #include <errno.h>
@@ -478,6 +478,97 @@ Test (disk_read, runs_of_chunks_to_the_sink)
     cr_assert_eq (memcmp (x, s.img, size), 0, "the image, through the sink");
     free (x);
   }
+  free (s.img);
+  pthread_mutex_destroy (&s.lock);
+  close (fd);
+  vmdr_repo_close (r);
+}
+
+/* An ordered read's sink: one call at a time over all workers, each past
+ * the one before. */
+struct ordered_sink {
+  pthread_mutex_t lock;
+  uint8_t *img;
+  uint64_t size, next;          /* the previous call's end */
+  unsigned calls, in_flight, overlaps, backwards;
+};
+
+static int
+ordered_sink_write (void *opaque, unsigned worker, const void *buf, size_t len, uint64_t off)
+{
+  struct ordered_sink *s = opaque;
+
+  (void) worker;
+  pthread_mutex_lock (&s->lock);
+  s->calls++;
+  if (s->in_flight++)
+    s->overlaps++;
+  if (off < s->next || off + len > s->size)
+    s->backwards++;
+  s->next = off + len;
+  pthread_mutex_unlock (&s->lock);
+  memcpy (s->img + off, buf, len);
+  usleep (300);                         /* time for a later batch to overtake */
+  pthread_mutex_lock (&s->lock);
+  s->in_flight--;
+  pthread_mutex_unlock (&s->lock);
+  return 0;
+}
+
+Test (disk_read, ordered_sink_calls_in_disk_order)
+{
+  static const uint64_t regions[][2] = {
+    { 0, 9u << 20 }, { (12u << 20) + 5, 70000 }, { 14u << 20, 10u << 20 },
+  };
+  const uint64_t size = (24u << 20) + 4097;
+  struct vmdr_repo *r = scratch_repo (small_packs);
+  struct ordered_sink s = { .size = size };
+  struct vmdr_disk_read_stats st;
+  struct vmdr_restore_error where;
+  struct vmdr_disk_tree t;
+  int fd = image_in_repo (r, "img", size, regions, 3, &t);
+  uint8_t *x = malloc (size);
+  char path[200];
+
+  pthread_mutex_init (&s.lock, NULL);
+  s.img = calloc (1, size);
+  cr_assert_eq (pread (fd, x, size, 0), (ssize_t) size);
+  for (unsigned threads = 1; threads <= 4; threads++) {
+    struct vmdr_read_opts o = { .fd = -1, .sink = ordered_sink_write, .sopaque = &s,
+                                .ordered = true, .threads = threads };
+    s.calls = s.next = 0;
+    memset (s.img, 0, size);
+    cr_assert_eq (vmdr_disk_read (r, &t, &o, &st, NULL), 0);
+    cr_assert_eq (s.overlaps, 0, "-j %u: two calls at once", threads);
+    cr_assert_eq (s.backwards, 0, "-j %u: a call before the one it followed", threads);
+    cr_assert_gt (s.calls, 5);
+    cr_assert_eq (memcmp (x, s.img, size), 0, "-j %u: the image, through the sink", threads);
+  }
+
+  /* A damaged chunk late in the disk stops it (no worker waits forever
+   * for a turn that will not come), named; what came out is in order. */
+  {
+    static uint8_t buf[65536];
+    struct vmdr_digest d, pack;
+    char key[VMDR_PACK_KEY_LEN];
+    uint32_t off, slen;
+    cr_assert_eq (pread (fd, buf, sizeof buf, (off_t) (300 * 65536)), 65536);
+    vmdr_digest (vmdr_repo_config (r)->hash, buf, sizeof buf, &d);
+    cr_assert_eq (vmdr_repo_locate (r, &d, &pack, &off, &slen), 0);
+    vmdr_pack_key (&pack, key);
+    snprintf (path, sizeof path, "%s/repo/%s", dir, key);
+    int pf = open (path, O_RDWR);
+    cr_assert_eq (pwrite (pf, "X", 1, off + 60 + slen / 2), 1);
+    close (pf);
+  }
+  struct vmdr_read_opts o = { .fd = -1, .sink = ordered_sink_write, .sopaque = &s,
+                              .ordered = true, .threads = 3 };
+  s.calls = s.next = 0;
+  cr_assert_eq (vmdr_disk_read (r, &t, &o, &st, &where), -EBADMSG);
+  cr_assert (where.chunk && where.offset == 300 * 65536ull);
+  cr_assert_eq (s.overlaps + s.backwards, 0);
+  cr_assert_leq (s.next, 300 * 65536ull, "nothing past the damaged chunk came out");
+  free (x);
   free (s.img);
   pthread_mutex_destroy (&s.lock);
   close (fd);
