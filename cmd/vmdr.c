@@ -5,11 +5,16 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -146,21 +151,69 @@ run_tool (const char *dir, const char *name, char **argv)
   return VMDR_EXIT_FAILED;
 }
 
-static int
-man_page_exists (const char *page)
+/* PATH is a regular file we may read. */
+static bool
+readable_file (const char *path)
 {
-  char cmd[MAX_TOOL_NAME + 64];
+  struct stat sb;
 
-  /* PAGE passed valid_command: no shell metacharacters can reach system(). */
-  snprintf (cmd, sizeof cmd, "man -w '%s' >/dev/null 2>&1", page);
-  return system (cmd) == 0;
+  return stat (path, &sb) == 0 && S_ISREG (sb.st_mode) && access (path, R_OK) == 0;
 }
 
-/* "vmdr help TOOL": the manual page when one is installed, else --help. */
+/* A page PAGE.1 built but not installed: in $VMDR_MAN_PATH, or in the build
+ * tree this program runs from (meson builds the tools into BUILDDIR/cmd and
+ * the pages into BUILDDIR/docs/man).  0 and its path in OUT, or -ENOENT.
+ * The path never starts with '-': man must not take it for an option. */
+static int
+built_page (const char *dir, const char *page, char *out, size_t size)
+{
+  const char *env = getenv ("VMDR_MAN_PATH");
+  int n;
+
+  if (env && *env) {
+    n = snprintf (out, size, "%s%s/%s.1", env[0] == '/' ? "" : "./", env, page);
+    if (n > 0 && (size_t) n < size && readable_file (out))
+      return 0;
+  }
+  n = snprintf (out, size, "%s%s/../docs/man/%s.1", dir[0] == '/' ? "" : "./", dir, page);
+  if (n > 0 && (size_t) n < size && readable_file (out))
+    return 0;
+  return -ENOENT;
+}
+
+/* Does man(1) find an installed PAGE?  "man -w PAGE", run without a shell,
+ * its output discarded; false when man cannot be run. */
+static bool
+man_page_installed (const char *page)
+{
+  char *args[] = { (char *) "man", (char *) "-w", (char *) page, NULL };
+  posix_spawn_file_actions_t fa;
+  int st, r;
+  pid_t pid;
+
+  if (posix_spawn_file_actions_init (&fa) != 0)
+    return false;
+  r = posix_spawn_file_actions_addopen (&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  if (r == 0)
+    r = posix_spawn_file_actions_addopen (&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  if (r == 0)
+    r = posix_spawnp (&pid, "man", &fa, NULL, args, environ);
+  posix_spawn_file_actions_destroy (&fa);
+  if (r != 0)
+    return false;
+  while (waitpid (pid, &st, 0) < 0)
+    if (errno != EINTR)
+      return false;
+  return WIFEXITED (st) && WEXITSTATUS (st) == 0;
+}
+
+/* "vmdr help TOOL": its manual page, built (VMDR_MAN_PATH, the build tree)
+ * or installed, shown by man(1); else (no page, no man) its --help.  NAME
+ * passed valid_command, and man gets it as one argument: no shell sees it. */
 static int
 help_tool (const char *dir, const char *name)
 {
-  char page[MAX_TOOL_NAME + 8];
+  char page[MAX_TOOL_NAME + 8], path[PATH_MAX];
   char *args[] = { NULL, (char *) "--help", NULL };
 
   if (!valid_command (name)) {
@@ -168,7 +221,9 @@ help_tool (const char *dir, const char *name)
     return VMDR_EXIT_USAGE;
   }
   snprintf (page, sizeof page, "vmdr-%s", name);
-  if (man_page_exists (page))
+  if (built_page (dir, page, path, sizeof path) == 0)
+    execlp ("man", "man", "-l", path, (char *) NULL);
+  else if (man_page_installed (page))
     execlp ("man", "man", page, (char *) NULL);
   return run_tool (dir, name, args);
 }
