@@ -54,8 +54,6 @@
 #   VMDR_BENCH_DROP     0 not to drop the page cache
 #   VMDR_BENCH_QUIET    seconds to wait for other load before a run (120)
 #   VMDR_BENCH_RETRIES  how often a disturbed run is redone (3)
-#   VMDR_BENCH_NBD_VARIANTS  0 to skip the qcow2 runs with other qemu-nbd
-#                       settings (a diagnostic for the qcow2 path)
 #   VMDR_BENCH_KEEP     1 to keep images, backups and the instances' dirs
 set -euo pipefail
 
@@ -359,39 +357,6 @@ for fmt in raw qcow2; do
 done
 rm -rf out; mkdir out
 
-# ---- the qcow2 path with other qemu-nbd settings (diagnostic) ----------------------------
-# vmdr-restore writes qcow2 through a qemu-nbd it starts with --cache
-# writeback: the same again with a qemu-nbd (first in PATH) that writes with
-# O_DIRECT (--cache none), and that with glibc told not to give the heap
-# back after each request (qemu-nbd allocates a buffer per request: 4 MiB
-# ones come from fresh pages every time otherwise).
-if [[ ${VMDR_BENCH_NBD_VARIANTS:-1} == 1 ]]; then
-  mkdir -p wrap
-  cat >wrap/qemu-nbd <<'EOF'
-#!/bin/bash
-args=()
-while (( $# )); do
-  if [[ $1 == --cache ]]; then args+=(--cache none); shift 2; continue; fi
-  args+=("$1"); shift
-done
-[[ -z ${TUNE_HEAP:-} ]] || export GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432
-exec /usr/bin/qemu-nbd "${args[@]}"
-EOF
-  chmod +x wrap/qemu-nbd
-  log ""
-  log "## diagnostic: vmdr-restore --format qcow2 with qemu-nbd --cache none (and a heap that stays)"
-  for j in "${jobs[@]}"; do
-    (( j == 1 )) && continue
-    SETUP='rm -rf out; mkdir out' PATH=$work/wrap:$PATH timed "vmdr-qcow2-none-j$j" \
-      "$vrestore" -q -r repo vm1@latest -o out --format qcow2 -j "$j"
-    same_as_ref out/vm1-vda.qcow2 qcow2
-    SETUP='rm -rf out; mkdir out' PATH=$work/wrap:$PATH TUNE_HEAP=1 timed "vmdr-qcow2-heap-j$j" \
-      "$vrestore" -q -r repo vm1@latest -o out --format qcow2 -j "$j"
-    same_as_ref out/vm1-vda.qcow2 qcow2
-  done
-  rm -rf out; mkdir out
-fi
-
 # ---- virtnbdrestore ----------------------------------------------------------------------
 check_devnull
 for v in plain z; do
@@ -460,13 +425,6 @@ row cpu-limit-1 "CPU limit, 1 thread"
 for fmt in raw qcow2; do
   for j in "${jobs[@]}"; do row "vmdr-$fmt-j$j" "vmdr-restore --format $fmt -j $j"; done
 done
-if [[ ${VMDR_BENCH_NBD_VARIANTS:-1} == 1 ]]; then
-  for j in "${jobs[@]}"; do
-    (( j == 1 )) && continue
-    row "vmdr-qcow2-none-j$j" "  the same, qemu-nbd --cache none"
-    row "vmdr-qcow2-heap-j$j" "  the same, --cache none, heap kept"
-  done
-fi
 row vnb-plain "virtnbdrestore, plain chain"
 row vnb-z "virtnbdrestore, --compress chain"
 row vmdr-verify-warm "vmdr-verify -j $ncpu, packs in the page cache"
