@@ -94,6 +94,29 @@ mkdir -p "$T/restored"
 vmdr-restore -q -r "$Rp" "$id2" -o "$T/restored" --format raw > /dev/null 2> "$T/err" || sed 's/^/# /' "$T/err"
 tap_ok "vmdr-restore writes the RBD disk as a raw image, equal" cmp "$T/restored/$dom-vdb.raw" "$T/want-${id2#*/}-vdb"
 
+# --- with --memory: the guest paused for the RAM, both disks at that point
+vm_write "$dom" vda 0x66 8M 64k && vm_write "$dom" vdb 0x67 10M 64k || tap_bail "cannot write"
+snap --memory
+idm=$(json 'd["snapshot"]')
+tap_is "--memory: an incremental with memory" \
+  "$st $(json 'd["kind"], d["consistency"]' | tr -d "(),'")" "0 incremental with-memory"
+keep "$idm" || tap_bail "cannot read the disks"
+tap_ok "... both disks restore equal" same "$idm"
+
+# --- only the RBD disk: no libvirt job at all, no checkpoint
+vm_write "$dom" vdb 0x68 12M 64k || tap_bail "cannot write"
+cps=$(virsh_c "$LV_URI" checkpoint-list "$dom" --name | sort)
+snap --disks vdb
+idr=$(json 'd["snapshot"]')
+tap_is "--disks vdb: an incremental of the RBD disk alone" \
+  "$st $(json 'd["kind"], len(d["disks"])' | tr -d "(),'") $(disk vdb bytes_read)" "0 incremental 1 65536"
+tap_is "... libvirt's checkpoints untouched" "$(virsh_c "$LV_URI" checkpoint-list "$dom" --name | sort)" "$cps"
+rm -f "$T/got"
+repo-image get "$Rp" "$idr" vdb "$T/got"
+R export --no-progress "$IMG@vmdr-${idr#*/}" "$T/want" > /dev/null 2>&1
+tap_ok "... restoring equal" cmp "$T/got" "$T/want"
+id2=$idr
+
 # --- a bad cephx user: one line, nothing in the repository or on the image
 n=$(nsnaps)
 "${SNAP[@]}" --ceph-id nobody "$dom" > "$T/out" 2> "$T/err"; st=$?
