@@ -450,6 +450,7 @@ struct put_ctx {
   const void *data;
   size_t len;
   const char *const *headers;
+  const char *sha256;           /* of data, in hex, when known; NULL */
   /* multipart */
   char *upload_id;
   unsigned part;                /* 1-based */
@@ -464,7 +465,7 @@ put_attempt (struct s3b *s, struct vmdr_s3 *c, void *ctx, struct vmdr_s3_status 
   struct vmdr_s3_response resp = { 0 };
   struct vmdr_s3_request req = {
     .method = "PUT", .bucket = s->bucket, .key = p->key, .body = p->data,
-    .body_len = p->len, .headers = p->headers,
+    .body_len = p->len, .headers = p->headers, .body_sha256 = p->sha256,
   };
   int r;
 
@@ -706,12 +707,13 @@ s3b_put_exclusive (struct s3b *s, struct put_ctx *p, struct vmdr_s3_status *st,
   return r;
 }
 
+/* A put; SHA (hex) the data's SHA-256 when known, else NULL. */
 static int
-s3b_put (struct vmdr_backend *b, const char *key, const void *data, size_t len,
-         unsigned flags)
+put_key (struct vmdr_backend *b, const char *key, const void *data, size_t len,
+         unsigned flags, const char *sha)
 {
   struct s3b *s = to_s3b (b);
-  struct put_ctx p = { .data = data, .len = len };
+  struct put_ctx p = { .data = data, .len = len, .sha256 = sha };
   struct vmdr_s3_status st = { 0 };
   struct call_result cr = { 0 };
   char fk[VMDR_S3_KEY_MAX + 1];
@@ -726,6 +728,29 @@ s3b_put (struct vmdr_backend *b, const char *key, const void *data, size_t len,
   else
     r = put_once (s, &p, &st, &cr);
   return r < 0 ? fail (s, r, &st, cr.attempts, cr.seconds) : 0;
+}
+
+static int
+s3b_put (struct vmdr_backend *b, const char *key, const void *data, size_t len,
+         unsigned flags)
+{
+  return put_key (b, key, data, len, flags, NULL);
+}
+
+/* Signing hashes the payload: a pack's id is that hash already. */
+static int
+s3b_put_sha256 (struct vmdr_backend *b, const char *key, const void *data, size_t len,
+                unsigned flags, const uint8_t sha256[32])
+{
+  static const char digits[] = "0123456789abcdef";
+  char hex[65];
+
+  for (unsigned i = 0; i < 32; i++) {
+    hex[2 * i] = digits[sha256[i] >> 4];
+    hex[2 * i + 1] = digits[sha256[i] & 15];
+  }
+  hex[64] = '\0';
+  return put_key (b, key, data, len, flags, hex);
 }
 
 /* ---- get, read, stat ----------------------------------------------------- */
@@ -1072,6 +1097,7 @@ const struct vmdr_backend_ops vmdr_backend_s3 = {
   .open = s3b_open,
   .close = s3b_close,
   .put = s3b_put,
+  .put_sha256 = s3b_put_sha256,
   .get = s3b_get,
   .read = s3b_read,
   .stat = s3b_stat,

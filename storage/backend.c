@@ -52,6 +52,15 @@ vmdr_backend_read (struct vmdr_backend *b, const char *key, uint64_t offset,
   return got == len ? 0 : -ERANGE;
 }
 
+int
+vmdr_backend_put_sha256 (struct vmdr_backend *b, const char *key, const void *data,
+                         size_t len, unsigned flags, const uint8_t sha256[32])
+{
+  if (b->ops->put_sha256)
+    return b->ops->put_sha256 (b, key, data, len, flags, sha256);
+  return b->ops->put (b, key, data, len, flags);
+}
+
 bool
 vmdr_key_valid (const char *key)
 {

@@ -55,6 +55,12 @@ struct vmdr_backend_ops {
   int (*put) (struct vmdr_backend *b, const char *key, const void *data,
               size_t len, unsigned flags);
 
+  /* The same as put, with SHA256 the SHA-256 of DATA, known to the caller
+   * (a pack's id), so that a backend that signs the payload's hash need not
+   * compute it again.  NULL: put is called (vmdr_backend_put_sha256). */
+  int (*put_sha256) (struct vmdr_backend *b, const char *key, const void *data,
+                     size_t len, unsigned flags, const uint8_t sha256[32]);
+
   /* Read LEN bytes at OFFSET of KEY (LEN = 0: from OFFSET to the end),
    * refusing with -EFBIG an answer larger than MAX.  *data is malloc'd with
    * *len_out bytes plus a NUL byte, and is the caller's.  -ENOENT if absent,
@@ -128,6 +134,10 @@ vmdr_backend_close (struct vmdr_backend *b)
  * contract as the op. */
 int vmdr_backend_read (struct vmdr_backend *b, const char *key,
                        uint64_t offset, size_t len, void *buf);
+
+/* The put_sha256 op, or put where the backend has none. */
+int vmdr_backend_put_sha256 (struct vmdr_backend *b, const char *key, const void *data,
+                             size_t len, unsigned flags, const uint8_t sha256[32]);
 
 bool vmdr_key_valid (const char *key);
 

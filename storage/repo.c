@@ -458,7 +458,11 @@ write_detached (struct vmdr_repo *r, struct vmdr_pack_writer *w, uint64_t seq)
   pthread_mutex_unlock (&r->lock);
   if (ret == 0) {
     vmdr_pack_key (&id, key);
-    ret = r->b->ops->put (r->b, key, pack, plen, 0);
+    /* A SHA-256 repository names a pack by its bytes' SHA-256. */
+    if (r->cfg.hash == VMDR_HASH_SHA256)
+      ret = vmdr_backend_put_sha256 (r->b, key, pack, plen, 0, id.b);
+    else
+      ret = r->b->ops->put (r->b, key, pack, plen, 0);
   }
   pthread_mutex_lock (&r->lock);
   wait_turn_locked (r, seq);

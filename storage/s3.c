@@ -769,10 +769,16 @@ build_headers (const struct vmdr_s3 *s3, const struct vmdr_s3_request *req,
   struct curl_slist *l = NULL;
   const struct vmdr_s3_range *rg = req->range;
   char sha[65];
-  int r;
+  int r = 0;
 
-  if ((r = payload_sha256 (req->body, req->body_len, sha)) < 0 ||
-      (r = add_header (&l, "x-amz-content-sha256: %s", sha)) < 0)
+  if (req->body_sha256 && (strlen (req->body_sha256) != 64 ||
+                           strspn (req->body_sha256, "0123456789abcdef") != 64))
+    return -EINVAL;
+  if (req->body_sha256)
+    snprintf (sha, sizeof sha, "%s", req->body_sha256);
+  else
+    r = payload_sha256 (req->body, req->body_len, sha);
+  if (r < 0 || (r = add_header (&l, "x-amz-content-sha256: %s", sha)) < 0)
     goto fail;
   if (s3->cfg.session_token &&
       (r = add_header (&l, "x-amz-security-token: %s", s3->cfg.session_token)) < 0)

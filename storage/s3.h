@@ -160,6 +160,10 @@ struct vmdr_s3_request {
   const void *body;        /* payload of PUT/POST, body_len bytes; NULL if 0 */
   size_t body_len;
   const char *content_type;           /* NULL: none sent */
+  /* The body's SHA-256 in lower-case hex when the caller has it already
+   * (a pack's id): signed as x-amz-content-sha256 as it is.  NULL: hashed
+   * here.  A wrong one makes the server refuse the request. */
+  const char *body_sha256;
   const struct vmdr_s3_range *range;  /* NULL: the whole object */
   /* NULL-terminated "Name: value" headers (x-amz-copy-source, If-Match, ...);
    * NULL for none.  They are signed.  CR or LF in one is -EINVAL. */
