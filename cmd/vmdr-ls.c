@@ -156,7 +156,7 @@ print_metrics (struct vmdr_repo *repo, const char *address, const char *domain,
     /* One domain: ids[i .. j), or none at all for a DOMAIN without any. */
     snprintf (dom, sizeof dom, "%s", domain ? domain : "");
     for (j = i; j < n; j++) {
-      size_t dlen = (size_t) (strrchr (ids[j], '/') - ids[j]);
+      size_t dlen = vmdr_id_domain_len (ids[j]);
       if (j > i && (strlen (dom) != dlen || strncmp (dom, ids[j], dlen) != 0))
         break;
       snprintf (dom, sizeof dom, "%.*s", (int) dlen, ids[j]);

@@ -114,7 +114,7 @@ vmdr_snapshot_domains (struct vmdr_repo *repo, char ***out, size_t *nout)
     return r;
   doms = calloc (n ? n : 1, sizeof *doms);
   for (size_t i = 0; doms && i < n; i++) {
-    size_t len = (size_t) (strrchr (ids[i], '/') - ids[i]);
+    size_t len = vmdr_id_domain_len (ids[i]);
     if (k > 0 && strlen (doms[k - 1]) == len && strncmp (doms[k - 1], ids[i], len) == 0)
       continue;
     if ((doms[k] = strndup (ids[i], len)) == NULL) {

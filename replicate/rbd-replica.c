@@ -20,6 +20,7 @@
 #include "disk-diff.h"
 #include "rbd-internal.h"
 #include "snapshot.h"
+#include "sync.h"
 #include "verify.h"
 
 #define OBJECT_PREFIX "vmdr_replica."
@@ -1492,38 +1493,6 @@ apply_snapshot (struct run *run, const char *index, const char *id)
   return r;
 }
 
-int
-vmdr_rbd_time_key (const char *since, char *out)
-{
-  int Y, M, D, h, m, s, n = 0;
-
-  if (strlen (since) == VMDR_TIME_LEN && since[8] == 'T' && since[VMDR_TIME_LEN - 1] == 'Z') {
-    strcpy (out, since);
-    return 0;
-  }
-  if (sscanf (since, "%4d-%2d-%2dT%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &s, &n) != 6 ||
-      (since[n] != '\0' && strcmp (since + n, "Z") != 0))
-    return -EINVAL;
-  snprintf (out, VMDR_TIME_LEN + 1, "%04d%02d%02dT%02d%02d%02d.000Z", Y, M, D, h, m, s);
-  return 0;
-}
-
-static size_t
-domain_len (const char *id)
-{
-  return (size_t) (strrchr (id, '/') - id);
-}
-
-static bool
-wanted (const struct vmdr_rbd_opts *o, const char *id, const char *since)
-{
-  size_t dlen = domain_len (id);
-  bool dom = o->domains == NULL;
-
-  for (size_t i = 0; !dom && i < o->ndomains; i++)
-    dom = strlen (o->domains[i]) == dlen && strncmp (o->domains[i], id, dlen) == 0;
-  return dom && (since[0] == '\0' || strcmp (id_time (id), since) >= 0);
-}
 
 static bool
 listed (char **v, size_t n, const char *s)
@@ -1539,7 +1508,7 @@ static int
 replicate_domain (struct run *run, char **ids, size_t n, size_t *i)
 {
   char domain[VMDR_DOMAIN_NAME_MAX + 1], index[VMDR_RBD_NAME_MAX];
-  size_t len = domain_len (ids[*i]), ndone = 0;
+  size_t len = vmdr_id_domain_len (ids[*i]), ndone = 0;
   char **done = NULL;
   struct held_lock lock;
   int r, r2;
@@ -1559,7 +1528,7 @@ replicate_domain (struct run *run, char **ids, size_t n, size_t *i)
     warn (run->st, "%s: took over the lock of a run that died on this host", domain);
   if ((r = list_keys (run->rbd, index, &done, &ndone)) < 0)
     warn (run->st, "%s: cannot read its index on the replica: %s", domain, rados_text (r));
-  for (; r == 0 && *i < n && domain_len (ids[*i]) == len && strncmp (ids[*i], domain, len) == 0;
+  for (; r == 0 && *i < n && vmdr_id_domain_len (ids[*i]) == len && strncmp (ids[*i], domain, len) == 0;
        ++*i) {
     const char *time = id_time (ids[*i]);
     if (listed (done, ndone, time)) {
@@ -1597,12 +1566,12 @@ vmdr_rbd_replicate (struct vmdr_repo *src, struct vmdr_rbd *rbd,
   memset (st, 0, sizeof *st);
   if (o->threads < 1 || o->threads > VMDR_MAX_THREADS)
     return -EINVAL;
-  if (o->since && vmdr_rbd_time_key (o->since, since) < 0)
+  if (o->since && vmdr_time_key (o->since, since) < 0)
     return -EINVAL;
   if ((r = vmdr_snapshot_list (src, NULL, &ids, &n)) < 0)
     return r;
   for (size_t j = 0; j < n; j++) {
-    if (wanted (o, ids[j], since))
+    if (vmdr_sync_wanted (o->domains, o->ndomains, ids[j], since))
       ids[k++] = ids[j];
     else
       free (ids[j]);

@@ -152,11 +152,6 @@ int vmdr_rbd_remove (struct vmdr_rbd *rbd, const char *name);
 #define VMDR_RBD_KEY_MAX 96
 int vmdr_rbd_key (struct vmdr_rbd *rbd, uint8_t *key, size_t *len);
 
-/* The snapshot time ("YYYYMMDDTHHMMSS.mmmZ", OUT holds VMDR_TIME_LEN + 1)
- * of WHEN: such a time itself, or ISO 8601 "YYYY-MM-DDTHH:MM:SS[Z]" (UTC).
- * 0 or -EINVAL. */
-int vmdr_rbd_time_key (const char *when, char *out);
-
 /* The cluster's fsid (37 bytes). */
 int vmdr_rbd_fsid (struct vmdr_rbd *rbd, char *fsid);
 

@@ -326,33 +326,15 @@ vmdr_sync_compatible (struct vmdr_repo *src, struct vmdr_repo *dst)
     ? 0 : -EXDEV;
 }
 
-/* "YYYY-MM-DDTHH:MM:SS[Z]" or an id's time -> an id time to compare with. */
-static int
-since_key (const char *since, char *out)
+bool
+vmdr_sync_wanted (const char *const *domains, size_t ndomains, const char *id, const char *since)
 {
-  int Y, M, D, h, m, s, n = 0;
+  size_t dlen = vmdr_id_domain_len (id);
+  bool dom = domains == NULL;
 
-  if (strlen (since) == VMDR_TIME_LEN && since[8] == 'T' && since[VMDR_TIME_LEN - 1] == 'Z') {
-    strcpy (out, since);
-    return 0;
-  }
-  if (sscanf (since, "%4d-%2d-%2dT%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &s, &n) != 6 ||
-      (since[n] != '\0' && strcmp (since + n, "Z") != 0))
-    return -EINVAL;
-  snprintf (out, VMDR_TIME_LEN + 1, "%04d%02d%02dT%02d%02d%02d.000Z", Y, M, D, h, m, s);
-  return 0;
-}
-
-static bool
-wanted (const struct vmdr_sync_opts *o, const char *id, const char *since)
-{
-  const char *slash = strrchr (id, '/');
-  size_t dlen = (size_t) (slash - id);
-  bool dom = o->domains == NULL;
-
-  for (size_t i = 0; !dom && i < o->ndomains; i++)
-    dom = strlen (o->domains[i]) == dlen && strncmp (o->domains[i], id, dlen) == 0;
-  return dom && (since[0] == '\0' || strcmp (slash + 1, since) >= 0);
+  for (size_t i = 0; !dom && i < ndomains; i++)
+    dom = strlen (domains[i]) == dlen && strncmp (domains[i], id, dlen) == 0;
+  return dom && (since[0] == '\0' || strcmp (id + dlen + 1, since) >= 0);
 }
 
 /* The snapshots to copy: at SRC, wanted, not at DST; sorted by domain, then
@@ -366,7 +348,7 @@ todo (struct vmdr_repo *src, struct vmdr_repo *dst, const struct vmdr_sync_opts 
   size_t nhave = 0, k = 0;
   int r;
 
-  if (o->since && since_key (o->since, since) < 0)
+  if (o->since && vmdr_time_key (o->since, since) < 0)
     return -EINVAL;
   if ((r = vmdr_snapshot_list (src, NULL, ids, n)) < 0 ||
       (r = vmdr_snapshot_list (dst, NULL, &have, &nhave)) < 0)
@@ -375,9 +357,9 @@ todo (struct vmdr_repo *src, struct vmdr_repo *dst, const struct vmdr_sync_opts 
     while (j < nhave && strcmp (have[j], (*ids)[i]) < 0)
       j++;
     bool there = j < nhave && strcmp (have[j], (*ids)[i]) == 0;
-    if (wanted (o, (*ids)[i], since) && there)
+    if (vmdr_sync_wanted (o->domains, o->ndomains, (*ids)[i], since) && there)
       st->snapshots_present++;
-    if (wanted (o, (*ids)[i], since) && !there)
+    if (vmdr_sync_wanted (o->domains, o->ndomains, (*ids)[i], since) && !there)
       (*ids)[k++] = (*ids)[i];
     else
       free ((*ids)[i]);
@@ -387,26 +369,20 @@ todo (struct vmdr_repo *src, struct vmdr_repo *dst, const struct vmdr_sync_opts 
   return 0;
 }
 
-static size_t
-domain_len (const char *id)
-{
-  return (size_t) (strrchr (id, '/') - id);
-}
-
 /* Copy IDS[*i ..] of one domain under that domain's writer lock at DST
  * (no GC there meanwhile; its index reloaded). */
 static int
 copy_domain (struct copier *c, struct vmdr_zctx *z, char **ids, size_t n, size_t *i)
 {
   char domain[VMDR_DOMAIN_NAME_MAX + 1];
-  size_t len = domain_len (ids[*i]);
+  size_t len = vmdr_id_domain_len (ids[*i]);
   struct vmdr_lock *lock;
   int r;
 
   snprintf (domain, sizeof domain, "%.*s", (int) len, ids[*i]);
   if ((r = vmdr_writer_lock (c->dst, domain, &lock, NULL, NULL)) < 0)
     return r;
-  for (; *i < n && domain_len (ids[*i]) == len && strncmp (ids[*i], domain, len) == 0; ++*i) {
+  for (; *i < n && vmdr_id_domain_len (ids[*i]) == len && strncmp (ids[*i], domain, len) == 0; ++*i) {
     if (c->o->step)
       c->o->step (c->o->sopaque, ids[*i], *i + 1, n);
     if ((r = copy_snapshot (c, z, ids[*i])) < 0)

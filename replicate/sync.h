@@ -47,6 +47,11 @@ struct vmdr_sync_stats {
  * index fanout)?  0 or -EXDEV. */
 int vmdr_sync_compatible (struct vmdr_repo *src, struct vmdr_repo *dst);
 
+/* Is snapshot ID one to copy: of one of DOMAINS (NULL: any), and taken at or
+ * after SINCE (a vmdr_time_key; "": any)? */
+bool vmdr_sync_wanted (const char *const *domains, size_t ndomains, const char *id,
+                       const char *since);
+
 /* Copy what DST lacks.  A snapshot that cannot be read whole (damage at the
  * source) is skipped with a warning and the others go on; it then makes
  * the result -EBADMSG.  0, -EXDEV (incompatible), -EBUSY (a writer or GC

@@ -314,7 +314,7 @@ rbd_candidates (struct run *run, struct vmdr_rbd *rbd, char ***times, size_t *n)
     return fail (run, r, "cannot list the snapshots of '%s' on the RBD replica: %s", run->domain,
                  strerror (-r));
   if (run->o->at) {
-    if (vmdr_rbd_time_key (run->o->at, cut) < 0)
+    if (vmdr_time_key (run->o->at, cut) < 0)
       return fail (run, -EINVAL, "invalid time '%s'", run->o->at);
     while (*n > 0 && strcmp ((*times)[*n - 1], cut) > 0)
       free ((*times)[--*n]);

@@ -557,6 +557,28 @@ vmdr_strv_free (char **v, size_t n)
   free (v);
 }
 
+size_t
+vmdr_id_domain_len (const char *id)
+{
+  return (size_t) (strrchr (id, '/') - id);
+}
+
+int
+vmdr_time_key (const char *when, char *out)
+{
+  int Y, M, D, h, m, s, n = 0;
+
+  if (strlen (when) == VMDR_TIME_LEN && when[8] == 'T' && when[VMDR_TIME_LEN - 1] == 'Z') {
+    strcpy (out, when);
+    return 0;
+  }
+  if (sscanf (when, "%4d-%2d-%2dT%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &s, &n) != 6 ||
+      (when[n] != '\0' && strcmp (when + n, "Z") != 0))
+    return -EINVAL;
+  snprintf (out, VMDR_TIME_LEN + 1, "%04d%02d%02dT%02d%02d%02d.000Z", Y, M, D, h, m, s);
+  return 0;
+}
+
 int
 vmdr_snapshot_list (struct vmdr_repo *repo, const char *domain, char ***ids, size_t *n)
 {

@@ -77,6 +77,14 @@ int vmdr_manifest_parse (const char *json, size_t len, struct vmdr_manifest *m);
  * control characters. */
 bool vmdr_domain_name_valid (const char *name);
 
+/* The length of the domain part of snapshot id ID ("DOMAIN/TIME"). */
+size_t vmdr_id_domain_len (const char *id);
+
+/* The snapshot time ("YYYYMMDDTHHMMSS.mmmZ", OUT holds VMDR_TIME_LEN + 1)
+ * of WHEN: such a time itself, or ISO 8601 "YYYY-MM-DDTHH:MM:SS[Z]" (UTC),
+ * to compare with ids' times.  0 or -EINVAL. */
+int vmdr_time_key (const char *when, char *out);
+
 /* The object key of snapshot ID.  -EINVAL for a malformed id. */
 int vmdr_manifest_key (const char *id, char *key, size_t size);
 
