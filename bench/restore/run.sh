@@ -60,6 +60,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$root/bench/lib.sh"
+. "$root/bench/lib-vm.sh"
 build=$(cd "${VMDR_BUILD:-$root/build}" && pwd)
 work=${VMDR_BENCH_DIR:-/var/tmp/vmdr-restorebench}
 size=${VMDR_BENCH_SIZE:-4G}
@@ -201,79 +202,7 @@ same_as_ref () {
   log "  output identical to the source image (qemu-img compare)"
 }
 
-# ---- the VM -------------------------------------------------------------------
-V () { timeout 300 virsh -q -c "$URI" "$@"; }
-
-vm_xml () {   # NAME IMAGE
-  cat <<XML
-<domain type='$vtype'>
-  <name>$1</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='$2'/><target dev='vda' bus='virtio'/>
-    </disk>
-    <controller type='usb' model='none'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-XML
-}
-
-vm_drop () {
-  V destroy "$1" >/dev/null 2>&1 || true
-  V undefine "$1" --checkpoints-metadata >/dev/null 2>&1 || true
-}
-
-# vm_fresh NAME: NAME running on a fresh copy of base.qcow2, no checkpoints.
-vm_fresh () {
-  local name=$1 img=$work/vm-$1.qcow2
-  vm_drop "$name"
-  cp --sparse=always base.qcow2 "$img"
-  vm_xml "$name" "$img" >"$work/$name.xml"
-  V define "$work/$name.xml" >/dev/null
-  V start "$name" >/dev/null
-}
-
-# Round K of guest writes on NAME: one virsh session runs its monitor
-# commands (qemu-io on the disk's QOM path, then a flush as a guest's fsync).
-vm_round () {
-  sed "s/@DOM@/$1/" "plans/round-$2.virsh" >"$work/run.virsh"
-  V <"$work/run.virsh" >/dev/null
-}
-
-# The rounds' plans: distinct 64 KiB-aligned offsets over the whole disk,
-# each written with 64 KiB of the image's data from an unaligned offset.
-make_plans () {
-  mkdir -p pieces plans
-  python3 - "$nwrites" 2 "$work" <<'EOF'
-import os, random, sys
-n, rounds, work = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-K = 64 << 10
-img = open("img.raw", "rb")
-size = os.fstat(img.fileno()).st_size
-rng = random.Random(42)
-qom = "/machine/peripheral/virtio-disk0/virtio-backend"
-for k in range(1, rounds + 1):
-    with open(f"plans/round-{k}.virsh", "w") as plan:
-        for i, off in enumerate(rng.sample(range(size // K), n)):
-            while True:     # real data: not mostly zeros
-                src = rng.randrange(0, size - K, 4096)
-                if src % K == 0:
-                    continue
-                img.seek(src); data = img.read(K)
-                if data.count(0) < K // 2:
-                    break
-            piece = f"{work}/pieces/{k}-{i}"
-            open(piece, "wb").write(data)
-            plan.write(f"qemu-monitor-command @DOM@ --hmp 'qemu-io -d {qom} \"write -s {piece} {off * K} 64k\"'\n")
-        plan.write(f"qemu-monitor-command @DOM@ --hmp 'qemu-io -d {qom} \"flush\"'\n")
-EOF
-}
+# ---- the backups (the VM: bench/lib-vm.sh) ------------------------------------
 
 # chain TOOL: a fresh vm1, a full backup, round 1, an incremental, round 2,
 # an incremental; then vm1 is gone and its disk kept as src-TOOL.qcow2.
@@ -312,7 +241,7 @@ log "page cache: $([[ $drop == 1 ]] && echo 'dropped before every timed run unle
 
 bench_make_image "$size"
 run qemu-img convert -f raw -O qcow2 img.raw base.qcow2
-make_plans
+make_plans 2
 log "writes: 2 rounds of $nwrites x 64 KiB = $(calc "$nwrites * 65536 / 1048576") MiB each"
 
 URI=$("$harness" up "$LV") || die "libvirtd did not start"
