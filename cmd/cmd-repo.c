@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "cmd-repo.h"
 #include "prune.h"
 #include "disk-io.h"
@@ -134,10 +135,7 @@ cmd_size (uint64_t bytes, char *buf)
 double
 cmd_now (void)
 {
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+  return vmdr_mono_seconds ();
 }
 
 size_t

@@ -16,6 +16,7 @@
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
+#include "clock.h"
 #include "cleanup.h"
 #include "disk-diff.h"
 #include "rbd-internal.h"
@@ -966,15 +967,6 @@ struct applier {
   uint64_t bad_index;
 };
 
-static double
-mono (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static bool
 is_zero (const struct vmdr_digest *d)
 {
@@ -985,13 +977,7 @@ is_zero (const struct vmdr_digest *d)
 static void
 throttle (struct applier *a, uint64_t sent)
 {
-  double ahead;
-
-  if (a->o->bwlimit == 0)
-    return;
-  ahead = (double) sent / (double) a->o->bwlimit - (mono () - a->bw_t0);
-  if (ahead > 0)
-    usleep ((useconds_t) (ahead > 1 ? 1e6 : ahead * 1e6));
+  vmdr_bwlimit_sleep (a->o->bwlimit, a->bw_t0, sent);
 }
 
 /* Read (verified) and write N jobs. */
@@ -1557,7 +1543,7 @@ int
 vmdr_rbd_replicate (struct vmdr_repo *src, struct vmdr_rbd *rbd,
                     const struct vmdr_rbd_opts *o, struct vmdr_rbd_stats *st)
 {
-  struct run run = { .src = src, .rbd = rbd, .o = o, .st = st, .t0 = mono () };
+  struct run run = { .src = src, .rbd = rbd, .o = o, .st = st, .t0 = vmdr_mono_seconds () };
   char since[VMDR_TIME_LEN + 1] = "";
   char **ids = NULL;
   size_t n = 0, k = 0, i = 0;

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cleanup.h"
 #include "disk-index.h"
 #include "lock.h"
@@ -41,15 +42,6 @@ struct copier {
   struct vmdr_sync_stats *st;
 };
 
-static double
-mono (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Move one chunk unless DST has it.  Returns the bytes stored at DST. */
 static int
 copy_one (struct copier *c, struct vmdr_zctx *z, void *buf, const struct job *j,
@@ -75,13 +67,7 @@ copy_one (struct copier *c, struct vmdr_zctx *z, void *buf, const struct job *j,
 static void
 throttle (struct copier *c, uint64_t sent)
 {
-  double ahead;
-
-  if (c->o->bwlimit == 0)
-    return;
-  ahead = (double) sent / (double) c->o->bwlimit - (mono () - c->t0);
-  if (ahead > 0)
-    usleep ((useconds_t) (ahead > 1 ? 1e6 : ahead * 1e6));
+  vmdr_bwlimit_sleep (c->o->bwlimit, c->t0, sent);
 }
 
 static void
@@ -404,7 +390,7 @@ int
 vmdr_sync (struct vmdr_repo *src, struct vmdr_repo *dst,
            const struct vmdr_sync_opts *o, struct vmdr_sync_stats *st)
 {
-  struct copier c = { .src = src, .dst = dst, .o = o, .st = st, .t0 = mono () };
+  struct copier c = { .src = src, .dst = dst, .o = o, .st = st, .t0 = vmdr_mono_seconds () };
   pthread_t tids[VMDR_MAX_THREADS];
   struct worker_state ws[VMDR_MAX_THREADS] = { { 0 } };
   int level = vmdr_repo_config (dst)->zstd_level;

@@ -12,6 +12,7 @@
 
 #include <libvirt/virterror.h>
 
+#include "clock.h"
 #include "cleanup.h"
 #include "failover.h"
 #include "rbd-replica.h"
@@ -62,15 +63,6 @@ fail (struct run *run, int r, const char *fmt, ...)
   vsnprintf (run->rep->error, sizeof run->rep->error, fmt, ap);
   va_end (ap);
   return r;
-}
-
-static double
-mono (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Seconds from the snapshot's point in time ("YYYY-MM-DDTHH:MM:SS.mmmZ")
@@ -175,11 +167,11 @@ static int
 wait_running (struct run *run)
 {
   virDomainPtr d = virDomainLookupByName (run->conn, run->name);
-  double end = mono () + run->o->wait_seconds;
+  double end = vmdr_mono_seconds () + run->o->wait_seconds;
   int state = 0, reason;
 
   while (d && virDomainGetState (d, &state, &reason, 0) == 0 &&
-         state != VIR_DOMAIN_RUNNING && mono () < end)
+         state != VIR_DOMAIN_RUNNING && vmdr_mono_seconds () < end)
     usleep (100 * 1000);
   if (d)
     virDomainFree (d);
@@ -259,7 +251,7 @@ vmdr_failover (virConnectPtr conn, struct vmdr_repo *repo, const char *domain,
   _cleanup_close_ int lock = -1;
   char **ids = NULL;
   size_t n = 0;
-  double t0 = mono ();
+  double t0 = vmdr_mono_seconds ();
   bool checked = false;
   int r;
 
@@ -280,7 +272,7 @@ vmdr_failover (virConnectPtr conn, struct vmdr_repo *repo, const char *domain,
     step (&run, "waiting until '%s' runs", run.name);
     r = wait_running (&run);
   }
-  rep->rto_seconds = mono () - t0;
+  rep->rto_seconds = vmdr_mono_seconds () - t0;
  out:
   vmdr_strv_free (ids, n);
   return r;
@@ -486,7 +478,7 @@ vmdr_failover_rbd (virConnectPtr conn, struct vmdr_rbd *rbd, const char *domain,
   char lock[VMDR_RBD_NAME_MAX + 32], key[VMDR_RBD_NAME_MAX];
   char **times = NULL;
   size_t n = 0;
-  double t0 = mono ();
+  double t0 = vmdr_mono_seconds ();
   bool checked = false;
   int r;
 
@@ -516,7 +508,7 @@ vmdr_failover_rbd (virConnectPtr conn, struct vmdr_rbd *rbd, const char *domain,
     step (&run, "waiting until '%s' runs", run.name);
     r = wait_running (&run);
   }
-  rep->rto_seconds = mono () - t0;
+  rep->rto_seconds = vmdr_mono_seconds () - t0;
  out:
   vmdr_strv_free (times, n);
   vmdr_rbd_unlock (rbd, lock);

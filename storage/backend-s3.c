@@ -28,6 +28,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "clock.h"
 #include "backend.h"
 #include "cleanup.h"
 #include "s3-internal.h"
@@ -261,15 +262,6 @@ pool_put (struct s3b *s, struct vmdr_s3 *c)
 typedef int (*attempt_fn) (struct s3b *s, struct vmdr_s3 *c, void *ctx,
                            struct vmdr_s3_status *st);
 
-static double
-now (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static uint64_t
 random64 (void)
 {
@@ -303,7 +295,7 @@ call (struct s3b *s, attempt_fn fn, void *ctx, struct vmdr_s3_status *st,
       struct call_result *res)
 {
   struct call_result cr = { 0 };
-  double start = now ();
+  double start = vmdr_mono_seconds ();
   struct vmdr_s3 *c;
   int r;
 
@@ -323,11 +315,11 @@ call (struct s3b *s, attempt_fn fn, void *ctx, struct vmdr_s3_status *st,
       break;
     delay = s3_backoff_ms (&s->retry, cr.attempts - 1, random64 ());
     budget = s3_retry_refused (r) ? s->retry.refused_seconds : s->retry.seconds;
-    if (now () - start + delay / 1000.0 > budget)
+    if (vmdr_mono_seconds () - start + delay / 1000.0 > budget)
       break;
     sleep_ms (delay);
   }
-  cr.seconds = now () - start;
+  cr.seconds = vmdr_mono_seconds () - start;
   if (res)
     *res = cr;
   return r;
