@@ -54,7 +54,11 @@ find_program (const char *prog, char *buf, size_t size)
 }
 
 /* Start qemu-nbd as our child, made to die with us (PR_SET_PDEATHSIG): a
- * tool killed with SIGKILL must not leave a server holding an image.
+ * tool killed with SIGKILL must not leave a server holding an image.  The
+ * signal is SIGKILL, not SIGTERM: a qemu-nbd still starting up when we die
+ * can lose a SIGTERM (seen here: one left waiting for its first client,
+ * which a later SIGTERM ended), and what it serves then is a temporary
+ * image or a read-only one, nothing to flush.
  * Only async-signal-safe calls between fork and exec. */
 static int
 start_child (const char *const *argv, char *const *envp, pid_t *out)
@@ -70,7 +74,7 @@ start_child (const char *const *argv, char *const *envp, pid_t *out)
     return -errno;
   if (pid == 0) {
     int null = open ("/dev/null", O_WRONLY);
-    prctl (PR_SET_PDEATHSIG, SIGTERM);
+    prctl (PR_SET_PDEATHSIG, SIGKILL);
     if (getppid () != parent)   /* the parent died before the prctl */
       _exit (127);
     /* qemu-nbd's own messages would break a tool's one-line errors. */
