@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -261,6 +262,56 @@ write_all (int fd, const void *data, size_t len)
   return 0;
 }
 
+/* Objects at least this large (packs) are written around the page cache. */
+#define DIRECT_MIN (1u << 20)
+#define DIRECT_ALIGN 4096u      /* covers every logical block size */
+#define DIRECT_BOUNCE (1u << 20)
+
+/* Write LEN bytes with O_DIRECT through an aligned bounce buffer, the
+ * unaligned tail buffered.  A backup writes each pack once and seldom reads
+ * it soon, and on a hypervisor host the page cache belongs to the guests:
+ * a buffered backup of a large disk evicts their working sets and pays a
+ * copy into the cache besides.  A file system without O_DIRECT (EINVAL)
+ * gets buffered writes. */
+static int
+write_direct (int fd, const void *data, size_t len)
+{
+  const char *p = data;
+  int fl = fcntl (fd, F_GETFL);
+  size_t done = 0;
+  void *bounce;
+  int r = 0;
+
+  if (fl < 0 || fcntl (fd, F_SETFL, fl | O_DIRECT) < 0)
+    return write_all (fd, data, len);
+  /* Mapped, not malloc()ed: page-aligned, and gone at once when unmapped
+   * (an aligned block in malloc's heap keeps freed packs around it). */
+  bounce = mmap (NULL, DIRECT_BOUNCE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  while (bounce != MAP_FAILED && len - done >= DIRECT_ALIGN) {
+    size_t n = len - done < DIRECT_BOUNCE ? (len - done) & ~(size_t) (DIRECT_ALIGN - 1)
+                                          : DIRECT_BOUNCE;
+    memcpy (bounce, p + done, n);
+    ssize_t w = write (fd, bounce, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0 && errno != EINVAL) {
+      r = -errno;
+      break;
+    }
+    if (w > 0)
+      done += (size_t) w;
+    if (w != (ssize_t) n)
+      break;                    /* refused or short: the rest buffered */
+  }
+  if (bounce != MAP_FAILED)
+    munmap (bounce, DIRECT_BOUNCE);
+  if (r < 0)
+    return r;
+  if (fcntl (fd, F_SETFL, fl) < 0)
+    return -errno;
+  return write_all (fd, p + done, len - done);
+}
+
 /* Write a temporary file under tmp/ and return its name in TMP. */
 static int
 write_temp (struct local *l, const void *data, size_t len, char *tmp,
@@ -283,7 +334,7 @@ write_temp (struct local *l, const void *data, size_t len, char *tmp,
       return -errno;
     snprintf (tmp, tmpsize, "%s", full + strlen (l->root) + 1);
   }
-  r = write_all (fd, data, len);
+  r = len >= DIRECT_MIN ? write_direct (fd, data, len) : write_all (fd, data, len);
   if (r == 0 && fsync (fd) < 0)
     r = -errno;
   if (r < 0)
