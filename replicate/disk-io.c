@@ -30,6 +30,15 @@ chunk_len (uint64_t size, uint32_t chunk, uint64_t index)
 
 /* ---- writing ------------------------------------------------------------- */
 
+/* A batch buffer and the chunks it holds. */
+struct slot {
+  uint8_t *buf;
+  uint64_t index, count;        /* its chunks */
+  uint64_t low;                 /* lowest not yet recorded; UINT64_MAX: free */
+};
+
+#define SLOTS_MAX (2 * VMDR_MAX_THREADS)
+
 struct writer {
   struct vmdr_repo *repo;
   const struct vmdr_disk_source *src;
@@ -40,8 +49,15 @@ struct writer {
   pthread_mutex_t lock;         /* everything below */
   size_t range;                 /* cursor: ranges[range], chunk next */
   uint64_t next;
-  uint64_t busy[VMDR_MAX_THREADS];  /* lowest chunk each worker holds, or UINT64_MAX */
-  uint64_t busy_end[VMDR_MAX_THREADS];
+  /* Read-ahead: readers fill slots, hashers empty them, so that hashing
+   * never waits for a read (the source's latency, e.g. QEMU reading the
+   * image from disk, hides behind the CPU work). */
+  struct slot slots[SLOTS_MAX];
+  unsigned nslots;
+  unsigned ready[SLOTS_MAX];    /* filled slots, a FIFO ring */
+  unsigned ready_head, ready_n;
+  unsigned readers_left;        /* readers still running */
+  pthread_cond_t slot_free, slot_ready;
   struct vmdr_disk_builder *builder;
   struct vmdr_disk_write_stats st;
   vmdr_progress_fn progress;
@@ -53,7 +69,7 @@ struct writer {
 
 struct worker_arg {
   struct writer *w;
-  unsigned no;
+  unsigned no;                  /* a reader's source slot */
 };
 
 /* Consecutive chunks a worker reads at once: about 1 MiB per read, so
@@ -99,9 +115,9 @@ seal_done (struct writer *w)
 {
   uint64_t low = w->next;
 
-  for (unsigned i = 0; i < w->threads; i++)
-    if (w->busy[i] < low)
-      low = w->busy[i];
+  for (unsigned i = 0; i < w->nslots; i++)
+    if (w->slots[i].low < low)
+      low = w->slots[i].low;
   return vmdr_disk_builder_done_below (w->builder, low);
 }
 
@@ -134,7 +150,7 @@ finish_chunk (struct writer *w, uint64_t index,
 
 /* Hash, store and record one chunk already read into BUF. */
 static int
-do_chunk (struct writer *w, unsigned no, struct vmdr_zctx *z, uint8_t *buf,
+do_chunk (struct writer *w, struct slot *sl, struct vmdr_zctx *z, uint8_t *buf,
           uint64_t index)
 {
   const struct vmdr_repo_config *cfg = vmdr_repo_config (w->repo);
@@ -151,7 +167,7 @@ do_chunk (struct writer *w, unsigned no, struct vmdr_zctx *z, uint8_t *buf,
       return r;
   }
   pthread_mutex_lock (&w->lock);
-  w->busy[no] = index + 1 < w->busy_end[no] ? index + 1 : UINT64_MAX;
+  sl->low = index + 1;
   r = w->err ? w->err : finish_chunk (w, index, &d, len, stored, zero);
   if (r < 0 && w->err == 0)
     w->err = r;
@@ -170,35 +186,94 @@ read_batch (struct writer *w, unsigned no, uint8_t *buf, uint64_t index, uint64_
   return w->src->read (w->src->opaque, no, buf, (size_t) (end - off), off);
 }
 
+/* Record the first error and wake everyone.  Under the lock. */
+static void
+fail_locked (struct writer *w, int r)
+{
+  if (r < 0 && w->err == 0)
+    w->err = r;
+  pthread_cond_broadcast (&w->slot_free);
+  pthread_cond_broadcast (&w->slot_ready);
+}
+
+/* A free slot, or NULL when there is an error.  Under the lock. */
+static struct slot *
+free_slot_locked (struct writer *w)
+{
+  for (;;) {
+    if (w->err)
+      return NULL;
+    for (unsigned i = 0; i < w->nslots; i++)
+      if (w->slots[i].low == UINT64_MAX)
+        return &w->slots[i];
+    pthread_cond_wait (&w->slot_free, &w->lock);
+  }
+}
+
+/* A reader takes the next run of chunks into a free slot, reads it and
+ * queues it for the hashers. */
 static void *
-write_worker (void *opaque)
+read_worker (void *opaque)
 {
   struct worker_arg *a = opaque;
   struct writer *w = a->w;
-  struct vmdr_zctx *z = NULL;
-  uint8_t *buf = malloc ((size_t) batch_chunks (w->chunk) * w->chunk);
-  uint64_t index, count;
-  int r = buf ? vmdr_zctx_new (vmdr_repo_config (w->repo)->zstd_level, &z) : -ENOMEM;
+  struct slot *sl;
 
-  for (;;) {
-    bool more;
-    pthread_mutex_lock (&w->lock);
-    if (r < 0 && w->err == 0)
-      w->err = r;
-    more = w->err == 0 && take (w, &index, &count);
-    if (more) {
-      w->busy[a->no] = index;
-      w->busy_end[a->no] = index + count;
-    }
+  pthread_mutex_lock (&w->lock);
+  while ((sl = free_slot_locked (w)) != NULL &&
+         take (w, &sl->index, &sl->count)) {
+    sl->low = sl->index;        /* held from now: sealing stops below it */
     pthread_mutex_unlock (&w->lock);
-    if (!more)
+    int r = read_batch (w, a->no, sl->buf, sl->index, sl->count);
+    pthread_mutex_lock (&w->lock);
+    if (r < 0) {
+      fail_locked (w, r);
       break;
-    r = read_batch (w, a->no, buf, index, count);
-    for (uint64_t i = 0; r == 0 && i < count; i++)
-      r = do_chunk (w, a->no, z, buf + i * w->chunk, index + i);
+    }
+    w->ready[(w->ready_head + w->ready_n++) % SLOTS_MAX] = (unsigned) (sl - w->slots);
+    pthread_cond_signal (&w->slot_ready);
   }
+  if (--w->readers_left == 0)
+    pthread_cond_broadcast (&w->slot_ready);
+  pthread_mutex_unlock (&w->lock);
+  return NULL;
+}
+
+/* The next filled slot, or NULL at the end or on an error.  Under the lock. */
+static struct slot *
+ready_slot_locked (struct writer *w)
+{
+  while (w->err == 0 && w->ready_n == 0 && w->readers_left > 0)
+    pthread_cond_wait (&w->slot_ready, &w->lock);
+  if (w->err || w->ready_n == 0)
+    return NULL;
+  unsigned i = w->ready[w->ready_head];
+  w->ready_head = (w->ready_head + 1) % SLOTS_MAX;
+  w->ready_n--;
+  return &w->slots[i];
+}
+
+/* A hasher digests, stores and records the chunks of filled slots. */
+static void *
+hash_worker (void *opaque)
+{
+  struct writer *w = opaque;
+  struct vmdr_zctx *z = NULL;
+  struct slot *sl;
+  int r = vmdr_zctx_new (vmdr_repo_config (w->repo)->zstd_level, &z);
+
+  pthread_mutex_lock (&w->lock);
+  while (r == 0 && (sl = ready_slot_locked (w)) != NULL) {
+    pthread_mutex_unlock (&w->lock);
+    for (uint64_t i = 0; r == 0 && i < sl->count; i++)
+      r = do_chunk (w, sl, z, sl->buf + i * w->chunk, sl->index + i);
+    pthread_mutex_lock (&w->lock);
+    sl->low = UINT64_MAX;
+    pthread_cond_signal (&w->slot_free);
+  }
+  fail_locked (w, r);
+  pthread_mutex_unlock (&w->lock);
   vmdr_zctx_free (z);
-  free (buf);
   return NULL;
 }
 
@@ -226,7 +301,7 @@ vmdr_disk_write (struct vmdr_repo *repo, const struct vmdr_disk_source *src,
                       .threads = threads, .progress = progress,
                       .popaque = popaque };
   struct worker_arg args[VMDR_MAX_THREADS];
-  pthread_t tids[VMDR_MAX_THREADS];
+  pthread_t tids[2 * VMDR_MAX_THREADS];
   struct vmdr_zctx *z = NULL;
   unsigned started = 0;
   int r;
@@ -243,21 +318,44 @@ vmdr_disk_write (struct vmdr_repo *repo, const struct vmdr_disk_source *src,
     vmdr_zctx_free (z);
     return r;
   }
-  for (unsigned i = 0; i < VMDR_MAX_THREADS; i++)
-    w.busy[i] = UINT64_MAX;
+  /* Two slots per hasher: one being hashed, one read meanwhile. */
+  w.nslots = 2 * threads;
+  for (unsigned i = 0; i < w.nslots; i++) {
+    w.slots[i].low = UINT64_MAX;
+    w.slots[i].buf = malloc ((size_t) batch_chunks (w.chunk) * w.chunk);
+    if (w.slots[i].buf == NULL)
+      w.err = -ENOMEM;
+  }
   pthread_mutex_init (&w.lock, NULL);
-  for (; started < threads; started++) {
+  pthread_cond_init (&w.slot_free, NULL);
+  pthread_cond_init (&w.slot_ready, NULL);
+  w.readers_left = threads;
+  bool ok = w.err == 0;         /* w.err: read under the lock once threads run */
+  for (; ok && started < threads; started++) {
     args[started] = (struct worker_arg) { .w = &w, .no = started };
-    if (pthread_create (&tids[started], NULL, write_worker, &args[started]) != 0) {
+    if (pthread_create (&tids[started], NULL, read_worker, &args[started]) != 0) {
       pthread_mutex_lock (&w.lock);
-      w.err = -EAGAIN;
+      w.readers_left -= threads - started;
+      fail_locked (&w, -EAGAIN);
       pthread_mutex_unlock (&w.lock);
+      ok = false;
       break;
     }
   }
+  for (unsigned i = 0; ok && i < threads; i++, started++)
+    if (pthread_create (&tids[started], NULL, hash_worker, &w) != 0) {
+      pthread_mutex_lock (&w.lock);
+      fail_locked (&w, -EAGAIN);
+      pthread_mutex_unlock (&w.lock);
+      break;
+    }
   for (unsigned i = 0; i < started; i++)
     pthread_join (tids[i], NULL);
   r = w.err ? w.err : vmdr_disk_builder_finish (w.builder, out);
+  for (unsigned i = 0; i < w.nslots; i++)
+    free (w.slots[i].buf);
+  pthread_cond_destroy (&w.slot_free);
+  pthread_cond_destroy (&w.slot_ready);
   pthread_mutex_destroy (&w.lock);
   vmdr_disk_builder_free (w.builder);
   vmdr_zctx_free (z);
