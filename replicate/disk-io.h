@@ -55,8 +55,20 @@ int vmdr_disk_write (struct vmdr_repo *repo, const struct vmdr_disk_source *src,
 
 /* Source helpers for a raw image file: reads with pread, and the chunk
  * ranges holding data (SEEK_DATA/SEEK_HOLE; holes are never read).
- * *ranges is malloc'd.  0 or -errno. */
-int vmdr_file_source_read (void *opaque /* int *fd */, unsigned worker,
+ * *ranges is malloc'd.  0 or -errno.
+ *
+ * Reads of whole pages into page-aligned buffers (vmdr_disk_write's) go
+ * around the page cache through a second, O_DIRECT descriptor, where the
+ * file system has it: a backup reads each byte once, and the cache is the
+ * guests'.  vmdr_file_source_init never fails (without O_DIRECT, every
+ * read is buffered); FD stays the caller's. */
+struct vmdr_file_source {
+  int fd;
+  int direct;                   /* the same file with O_DIRECT, or -1 */
+};
+void vmdr_file_source_init (struct vmdr_file_source *s, int fd);
+void vmdr_file_source_fini (struct vmdr_file_source *s);
+int vmdr_file_source_read (void *opaque /* struct vmdr_file_source */, unsigned worker,
                            void *buf, size_t len, uint64_t off);
 int vmdr_file_data_ranges (int fd, uint64_t size, uint32_t chunk_size,
                            struct vmdr_chunk_range **ranges, size_t *n);

@@ -99,9 +99,12 @@ write_image (struct vmdr_repo *repo, const struct vmdr_image_disk *img,
    * found by their digests and not stored again. */
   if ((r = vmdr_file_data_ranges (fd, size, cfg->chunk_size, &ranges, &nranges)) < 0)
     return r;
+  struct vmdr_file_source fs;
+  vmdr_file_source_init (&fs, fd);
   struct vmdr_disk_source src = { .virtual_size = size, .read = vmdr_file_source_read,
-                                  .opaque = &fd, .ranges = ranges, .nranges = nranges };
+                                  .opaque = &fs, .ranges = ranges, .nranges = nranges };
   r = vmdr_disk_write (repo, &src, NULL, o->threads, o->progress, o->popaque, &t, &st);
+  vmdr_file_source_fini (&fs);
   if (r < 0)
     return r;
   snprintf (d->target, sizeof d->target, "%s", img->target);

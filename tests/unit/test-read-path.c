@@ -415,10 +415,13 @@ image_in_repo (struct vmdr_repo *r, const char *name, uint64_t size,
   }
   cr_assert_eq (vmdr_file_data_ranges (fd, size, vmdr_repo_config (r)->chunk_size,
                                        &ranges, &nr), 0);
+  struct vmdr_file_source fs;
+  vmdr_file_source_init (&fs, fd);
   struct vmdr_disk_source src = { .virtual_size = size, .read = vmdr_file_source_read,
-                                  .opaque = &fd, .ranges = ranges, .nranges = nr };
+                                  .opaque = &fs, .ranges = ranges, .nranges = nr };
   cr_assert_eq (vmdr_disk_write (r, &src, NULL, 2, NULL, NULL, t, &st), 0);
   cr_assert_eq (vmdr_repo_flush (r), 0);
+  vmdr_file_source_fini (&fs);
   free (ranges);
   return fd;
 }

@@ -177,8 +177,10 @@ write_image (struct vmdr_repo *r, int *fd, uint64_t size, bool sparse,
 {
   struct vmdr_chunk_range *ranges = NULL;
   size_t n = 0;
+  struct vmdr_file_source fs;
+  vmdr_file_source_init (&fs, *fd);
   struct vmdr_disk_source src = { .virtual_size = size, .read = vmdr_file_source_read,
-                                  .opaque = fd, .all = !sparse };
+                                  .opaque = &fs, .all = !sparse };
 
   if (sparse) {
     cr_assert_eq (vmdr_file_data_ranges (*fd, size, vmdr_repo_config (r)->chunk_size,
@@ -188,6 +190,7 @@ write_image (struct vmdr_repo *r, int *fd, uint64_t size, bool sparse,
   }
   cr_assert_eq (vmdr_disk_write (r, &src, parent, threads, NULL, NULL, t, st), 0);
   cr_assert_eq (vmdr_repo_flush (r), 0);
+  vmdr_file_source_fini (&fs);
   free (ranges);
 }
 
@@ -267,8 +270,10 @@ Test (disk, incremental_stores_only_changes)
     cr_assert_eq (pwrite (fd, buf, sizeof buf, (off_t) writes[i]), (ssize_t) sizeof buf);
     ranges[i] = (struct vmdr_chunk_range) { writes[i] / 65536, 1 };
   }
+  struct vmdr_file_source fs;
+  vmdr_file_source_init (&fs, fd);
   struct vmdr_disk_source src = { .virtual_size = size, .read = vmdr_file_source_read,
-                                  .opaque = &fd, .ranges = ranges, .nranges = 3 };
+                                  .opaque = &fs, .ranges = ranges, .nranges = 3 };
   cr_assert_eq (vmdr_disk_write (r, &src, &full, 2, NULL, NULL, &inc, &st), 0);
   cr_assert_eq (vmdr_repo_flush (r), 0);
   cr_assert_eq (st.chunks_read, 3, "only the dirty chunks are read");
@@ -302,8 +307,10 @@ Test (disk, grow_and_shrink_against_parent)
   write_image (r, &fd, 3u << 20, false, NULL, 1, &full, &st);
   cr_assert_eq (ftruncate (fd, (off_t) (5u << 20) + 7), 0);
   struct vmdr_chunk_range none = { 0, 0 };
+  struct vmdr_file_source fs;
+  vmdr_file_source_init (&fs, fd);
   struct vmdr_disk_source src = { .virtual_size = (5u << 20) + 7, .read = vmdr_file_source_read,
-                                  .opaque = &fd, .ranges = &none, .nranges = 1 };
+                                  .opaque = &fs, .ranges = &none, .nranges = 1 };
   cr_assert_eq (vmdr_disk_write (r, &src, &full, 1, NULL, NULL, &grown, &st), 0);
   cr_assert_eq (vmdr_repo_flush (r), 0);
   int out = restore_image (r, &grown, "grown", 1, NULL);
