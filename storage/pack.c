@@ -1,6 +1,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@ struct vmdr_pack_writer {
   size_t len, cap;
   struct vmdr_pack_entry *entries;
   size_t n, ncap;
+  bool sealed;                  /* finished: buf is the pack until a reset */
 };
 
 int
@@ -75,6 +77,8 @@ vmdr_pack_add (struct vmdr_pack_writer *w, const void *blob, size_t len)
     return r;
   if (len != VMDR_BLOB_HEADER_LEN + (size_t) h.stored_len)
     return -EBADMSG;
+  if (w->sealed)
+    return -EINVAL;
   if (w->len + len > UINT32_MAX || w->n >= VMDR_PACK_INDEX_MAX_ENTRIES)
     return -EFBIG;
   if ((r = grow ((void **) &w->buf, &w->cap, w->len + len, 1)) < 0 ||
@@ -128,7 +132,7 @@ encode_index (const struct vmdr_pack_entry *e, size_t n, uint8_t *out)
 
 int
 vmdr_pack_finish (struct vmdr_pack_writer *w, enum vmdr_hash h,
-                  void **pack, size_t *pack_len,
+                  const void **pack, size_t *pack_len,
                   void **index, size_t *index_len, struct vmdr_digest *id)
 {
   size_t ilen = 8 + VMDR_PACK_ENTRY_LEN * w->n + 8;
@@ -171,10 +175,17 @@ vmdr_pack_finish (struct vmdr_pack_writer *w, enum vmdr_hash h,
   *pack_len = w->len;
   *index = idx;
   *index_len = ilen;
-  w->buf = NULL;
-  w->len = w->cap = 0;
   w->n = 0;
+  w->sealed = true;
   return 0;
+}
+
+void
+vmdr_pack_writer_reset (struct vmdr_pack_writer *w)
+{
+  w->len = 0;
+  w->n = 0;
+  w->sealed = false;
 }
 
 int

@@ -49,13 +49,19 @@ int vmdr_pack_full (const struct vmdr_pack_writer *w);
  * finish). */
 const struct vmdr_pack_entry *vmdr_pack_entries (const struct vmdr_pack_writer *w);
 
-/* Finish the pack: *pack and *index are malloc'd objects for the caller to
- * put (pack first), *id the pack's digest under H.  The writer is empty
- * again afterwards.  -ENODATA if it holds no blob, -ENOMEM. */
+/* Finish the pack: *pack (the writer's own buffer, valid until the writer
+ * is reset or freed) and *index (malloc'd, the caller's) are the objects
+ * to put, pack first; *id is the pack's digest under H.  The writer is
+ * sealed afterwards: adds fail with -EINVAL until vmdr_pack_writer_reset.
+ * -ENODATA if it holds no blob, -ENOMEM. */
 int vmdr_pack_finish (struct vmdr_pack_writer *w, enum vmdr_hash h,
-                      void **pack, size_t *pack_len,
+                      const void **pack, size_t *pack_len,
                       void **index, size_t *index_len,
                       struct vmdr_digest *id);
+
+/* Empty W for the next pack, keeping its buffers: a pack's worth of memory
+ * is not mapped, faulted in and unmapped again for every pack. */
+void vmdr_pack_writer_reset (struct vmdr_pack_writer *w);
 
 /* Parse an index object (or the copy at the end of a pack): magic, bounds,
  * sorted unique digests, in-range offsets, checksum.  *entries is malloc'd

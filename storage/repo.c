@@ -36,6 +36,10 @@ struct vmdr_repo {
   struct vmdr_digest *packs;
   size_t npacks, packs_cap;
   struct vmdr_pack_writer *w;
+  /* Writers whose packs are written, kept with their buffers for the next
+   * packs: at most one per pack that can be in flight. */
+  struct vmdr_pack_writer *spare[FLUSHERS + QUEUE_MAX];
+  unsigned nspare;
   unsigned inflight;            /* detached packs queued or being written */
   pthread_cond_t flushed;       /* signalled when one is done */
   /* Full packs wait here for the flusher threads, which write them while
@@ -229,6 +233,8 @@ vmdr_repo_close (struct vmdr_repo *r)
     return;
   stop_flusher (r);
   vmdr_pack_writer_free (r->w);
+  while (r->nspare > 0)
+    vmdr_pack_writer_free (r->spare[--r->nspare]);
   vmdr_backend_close (r->b);
   free (r->slots);
   free (r->packs);
@@ -418,7 +424,9 @@ detach_locked (struct vmdr_repo *r, struct vmdr_pack_writer **out)
   *out = NULL;
   if (vmdr_pack_count (r->w) == 0)
     return 0;
-  if ((ret = vmdr_pack_writer_new (r->cfg.pack_size, &fresh)) < 0)
+  if (r->nspare > 0)
+    fresh = r->spare[--r->nspare];
+  else if ((ret = vmdr_pack_writer_new (r->cfg.pack_size, &fresh)) < 0)
     return ret;
   *out = r->w;
   r->w = fresh;
@@ -435,11 +443,13 @@ wait_turn_locked (struct vmdr_repo *r, uint64_t seq)
 }
 
 /* Write detached pack number SEQ, then, in its turn, its index (the
- * visibility rule), without the lock; then index its blobs.  Frees W. */
+ * visibility rule), without the lock; then index its blobs.  W goes to
+ * the spares (or is freed). */
 static int
 write_detached (struct vmdr_repo *r, struct vmdr_pack_writer *w, uint64_t seq)
 {
-  _cleanup_free_ void *pack = NULL, *index = NULL;
+  _cleanup_free_ void *index = NULL;
+  const void *pack = NULL;
   _cleanup_free_ struct vmdr_pack_entry *e = NULL;
   char key[VMDR_PACK_KEY_LEN];
   struct vmdr_digest id;
@@ -448,7 +458,6 @@ write_detached (struct vmdr_repo *r, struct vmdr_pack_writer *w, uint64_t seq)
   int ret;
 
   ret = vmdr_pack_finish (w, r->cfg.hash, &pack, &plen, &index, &ilen, &id);
-  vmdr_pack_writer_free (w);
   /* After a pack failed, no later one may become visible: packs appear in
    * the order they were filled, so an index node is never there without
    * the chunks below it (replication resumes on that). */
@@ -480,6 +489,11 @@ write_detached (struct vmdr_repo *r, struct vmdr_pack_writer *w, uint64_t seq)
     ret = index_entries (r, no, e, n, true);
   if (ret < 0 && r->failed == 0)
     r->failed = ret;
+  if (r->nspare < sizeof r->spare / sizeof r->spare[0]) {
+    vmdr_pack_writer_reset (w);
+    r->spare[r->nspare++] = w;
+  } else
+    vmdr_pack_writer_free (w);
   r->inflight--;
   r->seq_indexed++;
   pthread_cond_broadcast (&r->flushed);

@@ -134,7 +134,8 @@ Test (pack, finish_and_parse)
   struct vmdr_pack_writer *w;
   struct vmdr_pack_entry *e;
   struct vmdr_digest ds[3], id;
-  void *pack, *index;
+  const void *pack;
+  void *index;
   size_t plen, ilen, n, blen;
   static uint8_t data[3][8192];
 
@@ -177,6 +178,24 @@ Test (pack, finish_and_parse)
   cr_assert_eq (vmdr_pack_index_parse (index, ilen - 1, &e2, &n2), -EBADMSG);
   cr_assert_eq (vmdr_pack_index_parse (index, 3, &e2, &n2), -EBADMSG);
   cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_BLAKE2B256, &pack, &plen, &index, &ilen, &id), -ENODATA);
+
+  /* Sealed until reset; then a new pack in the same buffers. */
+  size_t blen0;
+  struct vmdr_digest d0;
+  uint8_t *b0 = encode (data[0], sizeof data[0], &blen0, &d0);
+  cr_assert_eq (vmdr_pack_add (w, b0, blen0), -EINVAL, "sealed");
+  vmdr_pack_writer_reset (w);
+  cr_assert_eq (vmdr_pack_count (w), 0);
+  cr_assert_eq (vmdr_pack_add (w, b0, blen0), 0);
+  void *index2;
+  cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_BLAKE2B256, &pack, &plen, &index2, &ilen, &id), 0);
+  cr_assert_eq (plen, blen0 + 8 + VMDR_PACK_ENTRY_LEN + 8 + 8, "one blob, its index, trailer");
+  cr_assert_eq (memcmp (pack, b0, blen0), 0);
+  vmdr_digest (VMDR_HASH_BLAKE2B256, pack, plen, &check);
+  cr_assert_eq (memcmp (&check, &id, 32), 0);
+  free (b0);
+  free (index2);
+  free (index);
   free (e);
   vmdr_pack_writer_free (w);
 }
