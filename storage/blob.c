@@ -101,11 +101,11 @@ vmdr_blob_encode (struct vmdr_zctx *z, enum vmdr_blob_kind kind,
     return -EINVAL;
   /* Ask zstd for at most len - 1 bytes: a frame no smaller than the input is
    * worthless, and then the raw bytes are stored instead. */
-  n = ZSTD_compress2 (z->c, payload, len - 1, raw, len);
-  if (!ZSTD_isError (n)) {
+  n = z ? ZSTD_compress2 (z->c, payload, len - 1, raw, len) : 0;
+  if (z && !ZSTD_isError (n)) {
     h.compression = VMDR_BLOB_ZSTD;
   }
-  else if (ZSTD_getErrorCode (n) == ZSTD_error_dstSize_tooSmall) {
+  else if (z == NULL || ZSTD_getErrorCode (n) == ZSTD_error_dstSize_tooSmall) {
     memcpy (payload, raw, len);
     n = len;
     h.compression = VMDR_BLOB_RAW;

@@ -51,7 +51,8 @@ size_t vmdr_blob_bound (size_t raw_len);
 
 /* Encode LEN bytes of plaintext RAW with digest D into OUT (CAP bytes, at
  * least vmdr_blob_bound (len)); compressed unless that does not make it
- * smaller.  *out_len: header + payload.  0, -EINVAL (len 0 or above
+ * smaller, or Z is NULL (for a stream compressed whole around the blobs).
+ * *out_len: header + payload.  0, -EINVAL (len 0 or above
  * VMDR_BLOB_MAX_RAW, cap too small), -EIO (zstd failed). */
 int vmdr_blob_encode (struct vmdr_zctx *z, enum vmdr_blob_kind kind,
                       const struct vmdr_digest *d, const void *raw, size_t len,

@@ -714,6 +714,19 @@ vmdr_repo_locate (struct vmdr_repo *r, const struct vmdr_digest *d,
   return ret;
 }
 
+int
+vmdr_repo_raw_len (struct vmdr_repo *r, const struct vmdr_digest *d, uint32_t *raw_len)
+{
+  struct slot *s;
+
+  pthread_mutex_lock (&r->lock);
+  s = lookup (r, d);
+  if (s)
+    *raw_len = s->raw_len;
+  pthread_mutex_unlock (&r->lock);
+  return s ? 0 : -ENOENT;
+}
+
 /* The stored blob of D, header and payload: *blob (malloc'd) and *blen. */
 static int
 read_blob (struct vmdr_repo *r, const struct vmdr_digest *d, void **out, size_t *out_len)

@@ -150,6 +150,9 @@ int vmdr_repo_get_chunks (struct vmdr_repo *repo, struct vmdr_repo_reader *rd,
 int vmdr_repo_locate (struct vmdr_repo *repo, const struct vmdr_digest *d,
                       struct vmdr_digest *pack, uint32_t *offset,
                       uint32_t *stored_len);
+/* Its plaintext length, as its pack index says: 0, or -ENOENT. */
+int vmdr_repo_raw_len (struct vmdr_repo *repo, const struct vmdr_digest *d,
+                       uint32_t *raw_len);
 
 /* Number of chunks in the index (stored and pending). */
 size_t vmdr_repo_chunk_count (struct vmdr_repo *repo);

@@ -123,6 +123,24 @@ tap_ok "... that zstd reads whole" zstd -q -t "$T/z.tar.zst"
 vmdr-import -q -r "$T/z" "$T/z.tar.zst"; st=$?
 tap_is "... and vmdr-import too" "$st $(ids "$T/z")" "0 $s1 $s2"
 tap_ok "... restores equal" restored "$T/z" "$s2" "$T/a2"
+# Blob encodings (byte 5 of a blob: 0 raw, 1 zstd): a plain bundle keeps
+# the packs' compressed blobs, a zstd bundle carries the same blobs raw.
+encodings () {   # TAR on stdin: "NAMES RAW ZSTD" of its blob entries
+  python3 -c '
+import sys, tarfile
+n = raw = z = 0
+with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as t:
+    for m in t:
+        if m.name.startswith("blobs/"):
+            b = t.extractfile(m).read(6); n += 1
+            raw += b[5] == 0; z += b[5] == 1
+print(n, raw, z)'
+}
+vmdr-export -q -r "$S" "$s1" "$s2" -o "$T/pz.tar"
+read -r pn praw pz < <(encodings < "$T/pz.tar")
+read -r zn zraw zz < <(zstd -q -dc "$T/z.tar.zst" | encodings)
+tap_ok "a plain bundle's blobs are compressed ($pz of $pn), a zstd bundle's raw ($zraw of $zn)" \
+  test "$pn" -gt 0 -a "$pz" -gt 0 -a "$zn" = "$pn" -a "$zraw" = "$zn" -a "$zz" = 0
 vmdr-export -q -r "$S" "$s1" -o - | zstd -q -c | vmdr-import -q -r "$T/z2" -; st="${PIPESTATUS[*]}"
 tap_is "a bundle compressed by zstd(1) on the way imports too" "$st $(ids "$T/z2")" "0 0 0 $s1"
 
