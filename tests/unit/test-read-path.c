@@ -144,6 +144,15 @@ Test (backend_read, large_puts_are_exact)
     cr_assert_eq ((size_t) st.st_size, lens[i], "length %zu", lens[i]);
     cr_assert_eq (vmdr_backend_read (b, "data/cc/big", 0, lens[i], buf), 0);
     cr_assert_eq (memcmp (buf, src, lens[i]), 0, "bytes of length %zu", lens[i]);
+    /* Large reads at odd offsets, up to the last byte and one past it. */
+    size_t n = 300001;
+    cr_assert_eq (vmdr_backend_read (b, "data/cc/big", 777, n, buf), 0);
+    cr_assert_eq (memcmp (buf, src + 777, n), 0);
+    cr_assert_eq (vmdr_backend_read (b, "data/cc/big", lens[i] - n, n, buf), 0);
+    cr_assert_eq (memcmp (buf, src + lens[i] - n, n), 0, "the tail of length %zu", lens[i]);
+    cr_assert_eq (vmdr_backend_read (b, "data/cc/big", lens[i] - n + 1, n, buf), -ERANGE);
+    cr_assert_eq (vmdr_backend_read (b, "data/cc/big", 4096, 4u << 20, buf),
+                  lens[i] >= 4096 + (4u << 20) ? 0 : -ERANGE);
   }
   vmdr_backend_close (b);
   free (obj);
