@@ -894,8 +894,14 @@ queue_leaf (void *opaque, uint64_t first, uint64_t count,
     if (memcmp (&digests[i], &zero, sizeof zero) == 0 ||
         (r->o->filter && !r->o->filter (r->o->fopaque, index, &digests[i])))
       continue;
-    if (c->n > 0 && index - c->first >= r->per)
+    if (c->n > 0 && index - c->first >= r->per) {
+      /* Only this thread touches the batch being filled: the advice goes
+       * out without the lock, a queue's length ahead of the workers. */
+      pthread_mutex_unlock (&r->lock);
+      vmdr_repo_prefetch (r->repo, c->d, c->n);
+      pthread_mutex_lock (&r->lock);
       push_locked (r);
+    }
     if (c->n == 0)
       c->first = index;
     c->rel[c->n] = (uint8_t) (index - c->first);

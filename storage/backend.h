@@ -82,6 +82,12 @@ struct vmdr_backend_ops {
   int (*read) (struct vmdr_backend *b, const char *key, uint64_t offset,
                size_t len, void *buf);
 
+  /* Advice: LEN bytes at OFFSET of KEY will be read soon (by read), so a
+   * backend may start fetching them now, without waiting.  Errors are not
+   * reported.  NULL when a backend has no use for it. */
+  void (*prefetch) (struct vmdr_backend *b, const char *key, uint64_t offset,
+                    size_t len);
+
   /* Size and mtime of KEY.  -ENOENT if absent. */
   int (*stat) (struct vmdr_backend *b, const char *key,
                struct vmdr_object_info *info);

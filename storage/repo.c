@@ -853,6 +853,26 @@ cmp_blob_at (const void *a, const void *b)
   return x->i < y->i ? -1 : x->i > y->i;
 }
 
+/* The run of blobs from AT[K] (sorted) that one read covers: blobs close
+ * together in one pack, at most VMDR_GET_READ_MAX bytes.  The index after
+ * it, and its byte range in *START, *END. */
+static size_t
+run_of (const struct blob_at *at, size_t found, size_t k, uint64_t *start, uint64_t *end)
+{
+  size_t j;
+
+  *start = at[k].offset;
+  *end = *start + at[k].len;
+  for (j = k + 1; j < found && at[j].pack == at[k].pack &&
+       at[j].offset <= *end + GAP_MAX; j++) {
+    uint64_t e = at[j].offset + at[j].len > *end ? at[j].offset + at[j].len : *end;
+    if (e - *start > VMDR_GET_READ_MAX)
+      break;
+    *end = e;
+  }
+  return j;
+}
+
 /* Find every request's blob, under one lock, into AT (the number found is
  * returned); requests not found get their error now, those still in the
  * pack being written -EAGAIN and *pending. */
@@ -948,15 +968,37 @@ vmdr_repo_get_chunks (struct vmdr_repo *r, struct vmdr_repo_reader *rd,
   /* Pack order, then runs of blobs close together in one pack. */
   qsort (at, found, sizeof at[0], cmp_blob_at);
   for (k = 0; k < found; k = j) {
-    uint64_t start = at[k].offset, end = start + at[k].len;
-    for (j = k + 1; j < found && at[j].pack == at[k].pack &&
-         at[j].offset <= end + GAP_MAX; j++) {
-      uint64_t e = at[j].offset + at[j].len > end ? at[j].offset + at[j].len : end;
-      if (e - start > VMDR_GET_READ_MAX)
-        break;
-      end = e;
-    }
+    uint64_t start, end;
+    j = run_of (at, found, k, &start, &end);
     read_run (r, rd, req, &at[k], j - k, start, end);
   }
   return 0;
+}
+
+void
+vmdr_repo_prefetch (struct vmdr_repo *r, const struct vmdr_digest *d, size_t n)
+{
+  struct blob_at at[VMDR_GET_CHUNKS_MAX];
+  struct run { char key[VMDR_PACK_KEY_LEN]; uint64_t start, end; } *runs;
+  size_t found = 0, nruns = 0;
+
+  if (r->b->ops->prefetch == NULL || n == 0 || n > VMDR_GET_CHUNKS_MAX ||
+      (runs = malloc (n * sizeof *runs)) == NULL)
+    return;
+  pthread_mutex_lock (&r->lock);
+  for (size_t i = 0; i < n; i++) {
+    struct slot *sl = lookup (r, &d[i]);
+    if (sl && sl->pack != PENDING && sl->stored_len <= VMDR_BLOB_MAX_STORED)
+      at[found++] = (struct blob_at) { .pack = sl->pack, .offset = sl->offset, .i = (uint32_t) i,
+                                       .len = VMDR_BLOB_HEADER_LEN + sl->stored_len };
+  }
+  qsort (at, found, sizeof at[0], cmp_blob_at);
+  for (size_t k = 0, j; k < found; k = j, nruns++) {
+    j = run_of (at, found, k, &runs[nruns].start, &runs[nruns].end);
+    vmdr_pack_key (&r->packs[at[k].pack], runs[nruns].key);
+  }
+  pthread_mutex_unlock (&r->lock);
+  for (size_t k = 0; k < nruns; k++)
+    r->b->ops->prefetch (r->b, runs[k].key, runs[k].start, runs[k].end - runs[k].start);
+  free (runs);
 }

@@ -146,6 +146,11 @@ struct vmdr_chunk_get {
 int vmdr_repo_get_chunks (struct vmdr_repo *repo, struct vmdr_repo_reader *rd,
                           struct vmdr_chunk_get *req, size_t n);
 
+/* Advice: the N chunks of D (at most VMDR_GET_CHUNKS_MAX) will be read
+ * soon; where the backend can, it starts fetching their runs of blobs now
+ * (vmdr_backend_ops.prefetch).  Chunks not found are left out. */
+void vmdr_repo_prefetch (struct vmdr_repo *repo, const struct vmdr_digest *d, size_t n);
+
 /* Where chunk D is stored: 0 and the pack id, or -ENOENT. */
 int vmdr_repo_locate (struct vmdr_repo *repo, const struct vmdr_digest *d,
                       struct vmdr_digest *pack, uint32_t *offset,

@@ -331,6 +331,55 @@ Test (get_chunks, any_order_duplicates_and_unknown)
   vmdr_repo_close (r);
 }
 
+/* vmdr_repo_prefetch: the backend is told the runs of blobs a later
+ * get_chunks reads, each within its pack; unknown chunks are left out. */
+static struct { char key[VMDR_PACK_KEY_LEN]; uint64_t off; size_t len; } advised[64];
+static unsigned nadvised;
+
+static void
+counting_prefetch (struct vmdr_backend *b, const char *key, uint64_t off, size_t len)
+{
+  (void) b;
+  cr_assert_lt (nadvised, 64);
+  snprintf (advised[nadvised].key, sizeof advised[nadvised].key, "%s", key);
+  advised[nadvised].off = off;
+  advised[nadvised++].len = len;
+}
+
+Test (get_chunks, prefetch_advises_the_runs_read)
+{
+  struct vmdr_repo *r = repo_with_chunks (true);
+  struct vmdr_backend *b = vmdr_repo_backend (r);
+  const struct vmdr_backend_ops *real = b->ops;
+  struct vmdr_digest d[NCH + 1];
+
+  for (int k = 0; k < NCH; k++)
+    d[k] = digests[NCH - 1 - k];
+  memset (&d[NCH], 0x5c, sizeof d[NCH]);          /* not stored */
+  counting_ops = *real;
+  counting_ops.prefetch = counting_prefetch;
+  b->ops = &counting_ops;
+  nadvised = 0;
+  vmdr_repo_prefetch (r, d, NCH + 1);
+  vmdr_repo_prefetch (r, d, VMDR_GET_CHUNKS_MAX + 1);     /* too many: nothing */
+  b->ops = real;
+  /* 60 blobs in 2 or 3 packs: a run each, as get_chunks reads them. */
+  cr_assert (nadvised >= 2 && nadvised <= 4, "%u runs", nadvised);
+  for (int i = 0; i < NCH; i++) {
+    struct vmdr_digest pack;
+    char key[VMDR_PACK_KEY_LEN];
+    uint32_t off, slen;
+    bool covered = false;
+    cr_assert_eq (vmdr_repo_locate (r, &digests[i], &pack, &off, &slen), 0);
+    vmdr_pack_key (&pack, key);
+    for (unsigned k = 0; k < nadvised; k++)
+      covered |= strcmp (advised[k].key, key) == 0 && advised[k].off <= off &&
+                 off + VMDR_BLOB_HEADER_LEN + slen <= advised[k].off + advised[k].len;
+    cr_assert (covered, "chunk %d's blob is in an advised run", i);
+  }
+  vmdr_repo_close (r);
+}
+
 Test (get_chunks, chunks_not_flushed_yet)
 {
   struct vmdr_repo *r = repo_with_chunks (false);
