@@ -279,6 +279,36 @@ hash_worker (void *opaque)
   return NULL;
 }
 
+/* Start W's readers, then its hashers (W->threads of each), into TIDS;
+ * the number started.  If one cannot start, the others stop at once. */
+static unsigned
+start_workers (struct writer *w, struct worker_arg *args, pthread_t *tids)
+{
+  unsigned started = 0, n = w->threads;
+  bool ok = w->err == 0;        /* w->err: read under the lock once threads run */
+
+  w->readers_left = n;
+  for (; ok && started < n; started++) {
+    args[started] = (struct worker_arg) { .w = w, .no = started };
+    if (pthread_create (&tids[started], NULL, read_worker, &args[started]) != 0) {
+      pthread_mutex_lock (&w->lock);
+      w->readers_left -= n - started;
+      fail_locked (w, -EAGAIN);
+      pthread_mutex_unlock (&w->lock);
+      ok = false;
+      break;
+    }
+  }
+  for (unsigned i = 0; ok && i < n; i++, started++)
+    if (pthread_create (&tids[started], NULL, hash_worker, w) != 0) {
+      pthread_mutex_lock (&w->lock);
+      fail_locked (w, -EAGAIN);
+      pthread_mutex_unlock (&w->lock);
+      break;
+    }
+  return started;
+}
+
 /* Bytes the source's ranges cover, for progress. */
 static uint64_t
 src_total (const struct vmdr_disk_source *s, uint32_t chunk)
@@ -332,26 +362,7 @@ vmdr_disk_write (struct vmdr_repo *repo, const struct vmdr_disk_source *src,
   pthread_mutex_init (&w.lock, NULL);
   pthread_cond_init (&w.slot_free, NULL);
   pthread_cond_init (&w.slot_ready, NULL);
-  w.readers_left = threads;
-  bool ok = w.err == 0;         /* w.err: read under the lock once threads run */
-  for (; ok && started < threads; started++) {
-    args[started] = (struct worker_arg) { .w = &w, .no = started };
-    if (pthread_create (&tids[started], NULL, read_worker, &args[started]) != 0) {
-      pthread_mutex_lock (&w.lock);
-      w.readers_left -= threads - started;
-      fail_locked (&w, -EAGAIN);
-      pthread_mutex_unlock (&w.lock);
-      ok = false;
-      break;
-    }
-  }
-  for (unsigned i = 0; ok && i < threads; i++, started++)
-    if (pthread_create (&tids[started], NULL, hash_worker, &w) != 0) {
-      pthread_mutex_lock (&w.lock);
-      fail_locked (&w, -EAGAIN);
-      pthread_mutex_unlock (&w.lock);
-      break;
-    }
+  started = start_workers (&w, args, tids);
   for (unsigned i = 0; i < started; i++)
     pthread_join (tids[i], NULL);
   r = w.err ? w.err : vmdr_disk_builder_finish (w.builder, out);
