@@ -873,6 +873,26 @@ run_of (const struct blob_at *at, size_t found, size_t k, uint64_t *start, uint6
   return j;
 }
 
+/* Where chunk D's blob is, as request I, into *AT: 0, -ENOENT, -EAGAIN
+ * (still in the pack being written) or -EBADMSG (an index entry no blob
+ * can match).  Under the lock. */
+static int
+blob_at_locked (struct vmdr_repo *r, const struct vmdr_digest *d, size_t i,
+                struct blob_at *at)
+{
+  struct slot *s = lookup (r, d);
+
+  if (s == NULL)
+    return -ENOENT;
+  if (s->pack == PENDING)
+    return -EAGAIN;
+  if (s->stored_len > VMDR_BLOB_MAX_STORED)
+    return -EBADMSG;
+  *at = (struct blob_at) { .pack = s->pack, .offset = s->offset, .i = (uint32_t) i,
+                           .len = VMDR_BLOB_HEADER_LEN + s->stored_len };
+  return 0;
+}
+
 /* Find every request's blob, under one lock, into AT (the number found is
  * returned); requests not found get their error now, those still in the
  * pack being written -EAGAIN and *pending. */
@@ -885,20 +905,10 @@ locate_all (struct vmdr_repo *r, struct vmdr_chunk_get *req, size_t n,
   *pending = false;
   pthread_mutex_lock (&r->lock);
   for (size_t i = 0; i < n; i++) {
-    struct slot *s = lookup (r, &req[i].d);
-    req[i].err = 0;
-    if (s == NULL)
-      req[i].err = -ENOENT;
-    else if (s->pack == PENDING) {
-      req[i].err = -EAGAIN;
-      *pending = true;
-    }
-    else if (s->stored_len > VMDR_BLOB_MAX_STORED)
-      req[i].err = -EBADMSG;    /* an index entry no blob can match */
-    else
-      at[found++] = (struct blob_at) {
-        .pack = s->pack, .offset = s->offset, .i = (uint32_t) i,
-        .len = VMDR_BLOB_HEADER_LEN + s->stored_len };
+    req[i].err = blob_at_locked (r, &req[i].d, i, &at[found]);
+    if (req[i].err == 0)
+      found++;
+    *pending |= req[i].err == -EAGAIN;
   }
   pthread_mutex_unlock (&r->lock);
   return found;
@@ -986,12 +996,9 @@ vmdr_repo_prefetch (struct vmdr_repo *r, const struct vmdr_digest *d, size_t n)
       (runs = malloc (n * sizeof *runs)) == NULL)
     return;
   pthread_mutex_lock (&r->lock);
-  for (size_t i = 0; i < n; i++) {
-    struct slot *sl = lookup (r, &d[i]);
-    if (sl && sl->pack != PENDING && sl->stored_len <= VMDR_BLOB_MAX_STORED)
-      at[found++] = (struct blob_at) { .pack = sl->pack, .offset = sl->offset, .i = (uint32_t) i,
-                                       .len = VMDR_BLOB_HEADER_LEN + sl->stored_len };
-  }
+  for (size_t i = 0; i < n; i++)
+    if (blob_at_locked (r, &d[i], i, &at[found]) == 0)
+      found++;
   qsort (at, found, sizeof at[0], cmp_blob_at);
   for (size_t k = 0, j; k < found; k = j, nruns++) {
     j = run_of (at, found, k, &runs[nruns].start, &runs[nruns].end);
