@@ -607,6 +607,27 @@ ordered_sink_write (void *opaque, unsigned worker, const void *buf, size_t len, 
   return 0;
 }
 
+/* Spoil one byte in the middle of the stored blob of the 64 KiB chunk
+ * INDEX of the image FD, in its pack file. */
+static void
+damage_chunk (struct vmdr_repo *r, int fd, uint64_t index)
+{
+  static uint8_t buf[65536];
+  struct vmdr_digest d, pack;
+  char key[VMDR_PACK_KEY_LEN], path[4096];
+  uint32_t off, slen;
+
+  cr_assert_eq (pread (fd, buf, sizeof buf, (off_t) (index * 65536)), 65536);
+  vmdr_digest (vmdr_repo_config (r)->hash, buf, sizeof buf, &d);
+  cr_assert_eq (vmdr_repo_locate (r, &d, &pack, &off, &slen), 0);
+  vmdr_pack_key (&pack, key);
+  snprintf (path, sizeof path, "%s/repo/%s", dir, key);
+  int pf = open (path, O_RDWR);
+  cr_assert_geq (pf, 0);
+  cr_assert_eq (pwrite (pf, "X", 1, off + 60 + slen / 2), 1);
+  close (pf);
+}
+
 Test (disk_read, ordered_sink_calls_in_disk_order)
 {
   static const uint64_t regions[][2] = {
@@ -620,7 +641,6 @@ Test (disk_read, ordered_sink_calls_in_disk_order)
   struct vmdr_disk_tree t;
   int fd = image_in_repo (r, "img", size, regions, 3, &t);
   uint8_t *x = malloc (size);
-  char path[200];
 
   pthread_mutex_init (&s.lock, NULL);
   s.img = calloc (1, size);
@@ -639,20 +659,7 @@ Test (disk_read, ordered_sink_calls_in_disk_order)
 
   /* A damaged chunk late in the disk stops it (no worker waits forever
    * for a turn that will not come), named; what came out is in order. */
-  {
-    static uint8_t buf[65536];
-    struct vmdr_digest d, pack;
-    char key[VMDR_PACK_KEY_LEN];
-    uint32_t off, slen;
-    cr_assert_eq (pread (fd, buf, sizeof buf, (off_t) (300 * 65536)), 65536);
-    vmdr_digest (vmdr_repo_config (r)->hash, buf, sizeof buf, &d);
-    cr_assert_eq (vmdr_repo_locate (r, &d, &pack, &off, &slen), 0);
-    vmdr_pack_key (&pack, key);
-    snprintf (path, sizeof path, "%s/repo/%s", dir, key);
-    int pf = open (path, O_RDWR);
-    cr_assert_eq (pwrite (pf, "X", 1, off + 60 + slen / 2), 1);
-    close (pf);
-  }
+  damage_chunk (r, fd, 300);
   struct vmdr_read_opts o = { .fd = -1, .sink = ordered_sink_write, .sopaque = &s,
                               .ordered = true, .threads = 3 };
   s.calls = s.next = 0;
@@ -696,23 +703,10 @@ Test (disk_read, damage_reported_in_place_and_the_rest_written)
   struct vmdr_disk_tree t;
   char path[200];
   int fd = image_in_repo (r, "img", size, regions, 1, &t);
-  static uint8_t buf[65536];
 
   /* Damage chunks 5 and 70 (different batches). */
-  for (int k = 0; k < 2; k++) {
-    uint64_t index = k ? 70 : 5;
-    struct vmdr_digest d, pack;
-    char key[VMDR_PACK_KEY_LEN];
-    uint32_t off, slen;
-    cr_assert_eq (pread (fd, buf, sizeof buf, (off_t) (index * 65536)), 65536);
-    vmdr_digest (vmdr_repo_config (r)->hash, buf, sizeof buf, &d);
-    cr_assert_eq (vmdr_repo_locate (r, &d, &pack, &off, &slen), 0);
-    vmdr_pack_key (&pack, key);
-    snprintf (path, sizeof path, "%s/repo/%s", dir, key);
-    int pf = open (path, O_RDWR);
-    cr_assert_eq (pwrite (pf, "X", 1, off + 60 + slen / 2), 1);
-    close (pf);
-  }
+  damage_chunk (r, fd, 5);
+  damage_chunk (r, fd, 70);
 
   path_of (path, sizeof path, "out");
   int out = open (path, O_RDWR | O_CREAT | O_TRUNC, 0644);
