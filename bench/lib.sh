@@ -117,3 +117,16 @@ bench_median() {
   tr -s ' ' '\n' | grep . | sort -g |
     awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
+
+# bench_ratio A B: A / B, two decimals.
+bench_ratio () { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# bench_check WHAT VALUE OP BOUND: one line of the targets table, "met" or
+# "MISSED" (OP: <=, <, >= or >).
+bench_check () {
+  local ok
+  ok=$(awk -v v="$2" -v b="$4" -v op="$3" 'BEGIN {
+    met = op == "<=" ? v <= b : op == "<" ? v < b : op == ">=" ? v >= b : v > b
+    print met ? "met" : "MISSED" }')
+  log "$(printf '  %-72s %7s %s %-5s %s' "$1" "$2" "$3" "$4" "$ok")"
+}

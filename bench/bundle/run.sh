@@ -184,23 +184,17 @@ row tar-x "tar --zstd -xSf (import baseline)"
 row import "vmdr-import -j $jobs of bundle.tar"
 row import-zstd "vmdr-import -j $jobs of bundle.tar.zst"
 
-ratio () { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-check () {   # WHAT VALUE OP BOUND
-  local ok
-  ok=$(awk -v v="$2" -v b="$4" -v op="$3" 'BEGIN { print ((op == "<=" ? v <= b : v < b) ? "met" : "MISSED") }')
-  log "$(printf '  %-64s %7s %s %-5s %s' "$1" "$2" "$3" "$4" "$ok")"
-}
 log ""
 log "## Targets (issue 7)"
 for v in export export-zstd; do
-  check "$v: wall / tar --zstd -c's" "$(ratio "${WALL[$v]}" "${WALL[tar-c]}")" "<=" 1.2
+  bench_check "$v: wall / tar --zstd -c's" "$(bench_ratio "${WALL[$v]}" "${WALL[tar-c]}")" "<=" 1.2
 done
 # Like for like: a compressed stream against a compressed stream.  The plain
 # bundle (chunks compressed one by one, no stream compression) is no target.
-check "export-zstd: bundle bytes / img.tar.zst's" "$(ratio "${OUT[export-zstd]}" "${OUT[tar-c]}")" "<" 1
-log "$(printf '  %-64s %7s (reported)' "export (plain): bundle bytes / img.tar.zst's" "$(ratio "${OUT[export]}" "${OUT[tar-c]}")")"
+bench_check "export-zstd: bundle bytes / img.tar.zst's" "$(bench_ratio "${OUT[export-zstd]}" "${OUT[tar-c]}")" "<" 1
+log "$(printf '  %-72s %7s (reported)' "export (plain): bundle bytes / img.tar.zst's" "$(bench_ratio "${OUT[export]}" "${OUT[tar-c]}")")"
 for v in import import-zstd; do
-  check "$v: wall / tar --zstd -x's" "$(ratio "${WALL[$v]}" "${WALL[tar-x]}")" "<=" 1.5
+  bench_check "$v: wall / tar --zstd -x's" "$(bench_ratio "${WALL[$v]}" "${WALL[tar-x]}")" "<=" 1.5
 done
 log "(sizes: img.tar.zst ${OUT[tar-c]}, bundle.tar ${OUT[export]}, bundle.tar.zst ${OUT[export-zstd]}, source repository $(bytes repo) bytes)"
 log ""

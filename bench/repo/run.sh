@@ -485,7 +485,6 @@ fi
 
 log ""
 log "Ratios:"
-ratio () { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 pct () { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
 for j in "${jobs[@]}"; do
   log "  vmdr write -j $j: $(pct "$lim_vmdr" "${WALL[write-j$j]}") of the CPU limit (vmdr work, $jmax threads), $(pct "$lim_plain" "${WALL[write-j$j]}") of the plain digest+zstd limit"
@@ -495,14 +494,14 @@ if [[ $warm == 1 ]]; then
     log "  vmdr write -j $j warm: $(pct "$lim_vmdr" "${WALL[warm-j$j]}") of the CPU limit (vmdr work, $jmax threads); warm into tmpfs: $(pct "$lim_vmdr" "${WALL[tmpfs-j$j]}")"
   done
 fi
-log "  vmdr -j $jmax / -j ${jobs[0]}: write speed-up $(ratio "${WALL[write-j${jobs[0]}]}" "${WALL[write-j$jmax]}"), restore speed-up $(ratio "${WALL[restore-j${jobs[0]}]}" "${WALL[restore-j$jmax]}")"
+log "  vmdr -j $jmax / -j ${jobs[0]}: write speed-up $(bench_ratio "${WALL[write-j${jobs[0]}]}" "${WALL[write-j$jmax]}"), restore speed-up $(bench_ratio "${WALL[restore-j${jobs[0]}]}" "${WALL[restore-j$jmax]}")"
 if [[ $warm == 1 ]]; then
-  log "  vmdr -j $jmax / -j ${jobs[0]} warm: on disk $(ratio "${WALL[warm-j${jobs[0]}]}" "${WALL[warm-j$jmax]}"), on tmpfs $(ratio "${WALL[tmpfs-j${jobs[0]}]}" "${WALL[tmpfs-j$jmax]}")"
+  log "  vmdr -j $jmax / -j ${jobs[0]} warm: on disk $(bench_ratio "${WALL[warm-j${jobs[0]}]}" "${WALL[warm-j$jmax]}"), on tmpfs $(bench_ratio "${WALL[tmpfs-j${jobs[0]}]}" "${WALL[tmpfs-j$jmax]}")"
 fi
 if (( restic_on )); then
-  log "  throughput vmdr / restic: full write -j $jmax $(ratio "${WALL[restic-backup]}" "${WALL[write-j$jmax]}")x, rewrite $(ratio "${WALL[restic-rebackup]}" "${WALL[rewrite]}")x, restore -j $jmax $(ratio "${WALL[restic-restore]}" "${WALL[restore-j$jmax]}")x"
-  log "  CPU vmdr / restic: full write -j $jmax $(ratio "$(calc "${USR[write-j$jmax]} + ${SYS[write-j$jmax]}")" "$(calc "${USR[restic-backup]} + ${SYS[restic-backup]}")"), rewrite $(ratio "$(calc "${USR[rewrite]} + ${SYS[rewrite]}")" "$(calc "${USR[restic-rebackup]} + ${SYS[restic-rebackup]}")"), restore $(ratio "$(calc "${USR[restore-j$jmax]} + ${SYS[restore-j$jmax]}")" "$(calc "${USR[restic-restore]} + ${SYS[restic-restore]}")")"
-  log "  size vmdr / restic: full $(ratio "${SIZE[write-j$jmax]}" "${SIZE[restic-backup]}"), growth $(ratio "$GROWTH" "$RGROWTH")"
+  log "  throughput vmdr / restic: full write -j $jmax $(bench_ratio "${WALL[restic-backup]}" "${WALL[write-j$jmax]}")x, rewrite $(bench_ratio "${WALL[restic-rebackup]}" "${WALL[rewrite]}")x, restore -j $jmax $(bench_ratio "${WALL[restic-restore]}" "${WALL[restore-j$jmax]}")x"
+  log "  CPU vmdr / restic: full write -j $jmax $(bench_ratio "$(calc "${USR[write-j$jmax]} + ${SYS[write-j$jmax]}")" "$(calc "${USR[restic-backup]} + ${SYS[restic-backup]}")"), rewrite $(bench_ratio "$(calc "${USR[rewrite]} + ${SYS[rewrite]}")" "$(calc "${USR[restic-rebackup]} + ${SYS[restic-rebackup]}")"), restore $(bench_ratio "$(calc "${USR[restore-j$jmax]} + ${SYS[restore-j$jmax]}")" "$(calc "${USR[restic-restore]} + ${SYS[restic-restore]}")")"
+  log "  size vmdr / restic: full $(bench_ratio "${SIZE[write-j$jmax]}" "${SIZE[restic-backup]}"), growth $(bench_ratio "$GROWTH" "$RGROWTH")"
 fi
 
 log ""

@@ -363,26 +363,20 @@ row failover-qcow2 "vmdr-failover (qcow2): restore+define+start"
 row failover-raw "vmdr-failover --format raw"
 
 # ---- the targets of issue 5 --------------------------------------------------------------------
-ratio () { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-check () {   # WHAT VALUE OP BOUND
-  local ok
-  ok=$(awk -v v="$2" -v b="$4" -v op="$3" 'BEGIN { print ((op == "<=" ? v <= b : v >= b) ? "met" : "MISSED") }')
-  log "$(printf '  %-72s %7s %s %-5s %s' "$1" "$2" "$3" "$4" "$ok")"
-}
 lesser=$(awk -v a="${W[write-limit]}" -v b="${W[cpu-limit]}" 'BEGIN { print (a > b ? a : b) }')
 log ""
 log "## Targets (issue 5); the lesser limit is the slower one: $lesser s"
 for fmt in raw qcow2; do
   for j in "${jobs[@]}"; do
     (( j == 1 )) && continue
-    check "restore $fmt -j $j: share of the lesser limit's speed" \
-      "$(ratio "$lesser" "${W[vmdr-$fmt-j$j]}")" ">=" 0.85
-    check "restore $fmt -j $j: speed-up over virtnbdrestore of the --compress chain" \
-      "$(ratio "${W[vnb-z]}" "${W[vmdr-$fmt-j$j]}")" ">=" 2.5
+    bench_check "restore $fmt -j $j: share of the lesser limit's speed" \
+      "$(bench_ratio "$lesser" "${W[vmdr-$fmt-j$j]}")" ">=" 0.85
+    bench_check "restore $fmt -j $j: speed-up over virtnbdrestore of the --compress chain" \
+      "$(bench_ratio "${W[vnb-z]}" "${W[vmdr-$fmt-j$j]}")" ">=" 2.5
   done
 done
-check "failover RTO (qcow2), seconds, as vmdr-failover reports it" "$(calc "int (${W[rto-qcow2]} * 100 + 0.5) / 100")" "<=" 30
-check "failover RTO (raw), seconds" "$(calc "int (${W[rto-raw]} * 100 + 0.5) / 100")" "<=" 30
+bench_check "failover RTO (qcow2), seconds, as vmdr-failover reports it" "$(calc "int (${W[rto-qcow2]} * 100 + 0.5) / 100")" "<=" 30
+bench_check "failover RTO (raw), seconds" "$(calc "int (${W[rto-raw]} * 100 + 0.5) / 100")" "<=" 30
 log "every vmdr restore verified every chunk it wrote (vmdr_blob_decode: XXH3, then the digest)"
 log ""
 log "# done $(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -352,26 +352,20 @@ fi
 log "chain of one full + $nrounds incrementals (+ one without writes): vmdr ${STORED[vmdr-chain]} bytes, virtnbdbackup --compress ${STORED[vnb-chain]} bytes"
 
 # ---- the targets of issue 4 -------------------------------------------------------------
-ratio () { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-check () {   # WHAT VALUE OP BOUND
-  local ok
-  ok=$(awk -v v="$2" -v b="$4" -v op="$3" 'BEGIN { print ((op == "<=" ? v <= b : v >= b) ? "met" : "MISSED") }')
-  log "$(printf '  %-70s %8s %s %-6s %s' "$1" "$2" "$3" "$4" "$ok")"
-}
 lesser=$(awk -v a="${W[read-limit]}" -v b="${W[cpu-limit]}" 'BEGIN { print (a > b ? a : b) }')
 log ""
 log "## Targets (issue 4); the lesser limit is the slower one: $lesser s"
-check "full -j 2: share of the lesser limit's speed" "$(ratio "$lesser" "${W[vmdr-full-j2]}")" ">=" 0.85
-check "full -j 2: speed-up over virtnbdbackup --compress" "$(ratio "${W[vnb-full-z]}" "${W[vmdr-full-j2]}")" ">=" 1.5
-check "full: repository / virtnbdbackup --compress output" "$(ratio "${STORED[vmdr-full-j2]}" "${STORED[vnb-full-z]}")" "<=" 0.8
-check "full: throughput grows with cores (-j 1 wall / -j 2 wall)" "$(ratio "${W[vmdr-full-j1]}" "${W[vmdr-full-j2]}")" ">=" 1.0
-check "incremental -j 2: speed-up over virtnbdbackup's (round 1)" "$(ratio "${W[vnb-inc-plain]}" "${W[vmdr-inc-j2]}")" ">=" 3
-check "incremental -j 2: speed-up over virtnbdbackup's (medians, -z)" "$(ratio "${W[vnb-inc-med]}" "${W[vmdr-inc-med]}")" ">=" 3
-check "incremental: stored / virtnbdbackup --compress incremental" "$(ratio "${STORED[vmdr-inc-j2]}" "${STORED[vnb-inc-z]}")" "<=" 1.5
-check "incremental: a run's fixed cost (no writes), seconds" "${W[vmdr-nochange]}" "<=" 1
-check "chain of 1 + $nrounds: repository / virtnbdbackup --compress" "$(ratio "${STORED[vmdr-chain]}" "${STORED[vnb-chain]}")" "<=" 0.8
-check "clone's first full: stored / the first VM's full" "$(ratio "${STORED[vmdr-clone]}" "${STORED[vmdr-full-j2]}")" "<=" 0.10
-check "peak RSS, $size disk, MiB" "$(( M[vmdr-full-j2] / 1024 ))" "<=" 256
-[[ $big == 0 ]] || check "peak RSS, sparse $big disk, MiB" "$(( M[vmdr-big-full] / 1024 ))" "<=" 256
+bench_check "full -j 2: share of the lesser limit's speed" "$(bench_ratio "$lesser" "${W[vmdr-full-j2]}")" ">=" 0.85
+bench_check "full -j 2: speed-up over virtnbdbackup --compress" "$(bench_ratio "${W[vnb-full-z]}" "${W[vmdr-full-j2]}")" ">=" 1.5
+bench_check "full: repository / virtnbdbackup --compress output" "$(bench_ratio "${STORED[vmdr-full-j2]}" "${STORED[vnb-full-z]}")" "<=" 0.8
+bench_check "full: throughput grows with cores (-j 1 wall / -j 2 wall)" "$(bench_ratio "${W[vmdr-full-j1]}" "${W[vmdr-full-j2]}")" ">=" 1.0
+bench_check "incremental -j 2: speed-up over virtnbdbackup's (round 1)" "$(bench_ratio "${W[vnb-inc-plain]}" "${W[vmdr-inc-j2]}")" ">=" 3
+bench_check "incremental -j 2: speed-up over virtnbdbackup's (medians, -z)" "$(bench_ratio "${W[vnb-inc-med]}" "${W[vmdr-inc-med]}")" ">=" 3
+bench_check "incremental: stored / virtnbdbackup --compress incremental" "$(bench_ratio "${STORED[vmdr-inc-j2]}" "${STORED[vnb-inc-z]}")" "<=" 1.5
+bench_check "incremental: a run's fixed cost (no writes), seconds" "${W[vmdr-nochange]}" "<=" 1
+bench_check "chain of 1 + $nrounds: repository / virtnbdbackup --compress" "$(bench_ratio "${STORED[vmdr-chain]}" "${STORED[vnb-chain]}")" "<=" 0.8
+bench_check "clone's first full: stored / the first VM's full" "$(bench_ratio "${STORED[vmdr-clone]}" "${STORED[vmdr-full-j2]}")" "<=" 0.10
+bench_check "peak RSS, $size disk, MiB" "$(( M[vmdr-full-j2] / 1024 ))" "<=" 256
+[[ $big == 0 ]] || bench_check "peak RSS, sparse $big disk, MiB" "$(( M[vmdr-big-full] / 1024 ))" "<=" 256
 log ""
 log "# done $(date -u +%Y-%m-%dT%H:%M:%SZ)"
