@@ -362,7 +362,8 @@ emit_blob (struct exporter *ex, const struct vmdr_digest *d, enum vmdr_blob_kind
   }
   blob_name (d, name);
   /* A zstd bundle carries raw blobs: compressed as one stream, chunks
-   * share a window, which 64 KiB frames cannot (about 12 % smaller). */
+   * share a window, which 64 KiB frames cannot (bench image: 602 MB,
+   * where the packs' blobs under libarchive's zstd filter made 742 MB). */
   if (ex->o->zstd &&
       (r = vmdr_blob_encode (NULL, kind, d, ex->raw, raw, ex->plain,
                              vmdr_blob_bound (ex->rawcap), &blen)) == 0)
