@@ -28,7 +28,9 @@ usage (FILE *fp, int status)
 "  -r, --repo=REPO            where (default: $VMDR_REPO)\n"
 "      --chunk-size=SIZE      disk chunk size, a power of two from 64K to 4M (64K)\n"
 "      --hash=NAME            sha256 or blake2b-256 (default: the faster on this CPU)\n"
-"      --compression-level=N  zstd level, -7 to 19 (1)\n"
+"      --compression-level=N  zstd level, -7 to 19 (2)\n"
+"      --group-size=SIZE      compress a disk's new chunks in groups of SIZE,\n"
+"                             the chunk size to 4M, or 0 for none (4M)\n"
 "      --pack-size=SIZE       target pack object size, 1M to 1G (16M)\n"
 "  -q, --quiet                print nothing on success\n"
 "  -h, --help                 show this help and exit\n"
@@ -64,13 +66,14 @@ make_dir (const char *address)
 int
 main (int argc, char **argv)
 {
-  enum { CHUNK_SIZE = CHAR_MAX + 1, HASH, LEVEL, PACK_SIZE };
+  enum { CHUNK_SIZE = CHAR_MAX + 1, HASH, LEVEL, PACK_SIZE, GROUP_SIZE };
   static const struct option opts[] = {
     { "repo", required_argument, NULL, 'r' },
     { "chunk-size", required_argument, NULL, CHUNK_SIZE },
     { "hash", required_argument, NULL, HASH },
     { "compression-level", required_argument, NULL, LEVEL },
     { "pack-size", required_argument, NULL, PACK_SIZE },
+    { "group-size", required_argument, NULL, GROUP_SIZE },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -94,6 +97,10 @@ main (int argc, char **argv)
     case 'r': repo_opt = optarg; break;
     case CHUNK_SIZE: cfg.chunk_size = (uint32_t) size_arg ("chunk size", optarg, VMDR_CHUNK_MAX); break;
     case PACK_SIZE: cfg.pack_size = size_arg ("pack size", optarg, 1ull << 30); break;
+    case GROUP_SIZE:
+      cfg.group_size = strcmp (optarg, "0") == 0 ? 0
+                       : (uint32_t) size_arg ("group size", optarg, VMDR_GROUP_SIZE_MAX);
+      break;
     case HASH:
       if (vmdr_hash_from_name (optarg, &cfg.hash) < 0)
         cli_usage_error ("unknown hash '%s' (use sha256 or blake2b-256)", optarg);
@@ -115,7 +122,8 @@ main (int argc, char **argv)
     cli_usage_error ("unexpected argument '%s'", argv[optind]);
   address = cmd_repo_address (repo_opt);
   if (vmdr_repo_config_check (&cfg) < 0)
-    cli_usage_error ("chunk size must be a power of two from 64K to 4M, pack size from 1M to 1G");
+    cli_usage_error ("chunk size must be a power of two from 64K to 4M, group size one "
+                     "from the chunk size to 4M or 0, pack size from 1M to 1G");
 
   if ((r = make_dir (address)) < 0) {
     cli_error ("cannot create '%s': %s", address, strerror (-r));

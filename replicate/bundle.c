@@ -189,6 +189,12 @@ struct exporter {
   uint8_t *raw;                 /* verification buffer */
   size_t rawcap;
   uint8_t *plain;               /* a raw blob, for zstd bundles */
+  /* The group blob last read: its members come one after another. */
+  struct vmdr_zctx *gz;
+  void *gblob;
+  struct vmdr_blob_group group;
+  struct vmdr_digest gpack;
+  uint32_t goffset;
 
   struct archive *a;
   struct archive_entry *e;
@@ -331,10 +337,45 @@ put_entry (struct exporter *ex, const char *name, const void *data, size_t len)
   return 0;
 }
 
+/* Member D of the group blob at OFFSET in PACK (STORED payload bytes) into
+ * ex->raw, checked: the group is read and decompressed once for all the
+ * members that follow one another.  0 and *raw, or -errno. */
+static int
+read_member (struct exporter *ex, const struct vmdr_digest *d, uint32_t stored,
+             const struct vmdr_digest *pack, uint32_t offset, size_t *raw)
+{
+  struct vmdr_backend *b = vmdr_repo_backend (ex->repo);
+  char key[VMDR_PACK_KEY_LEN];
+  size_t blen = VMDR_BLOB_HEADER_LEN + (size_t) stored, len;
+  int r;
+
+  if (ex->gblob == NULL || ex->goffset != offset ||
+      memcmp (&ex->gpack, pack, sizeof *pack) != 0) {
+    free (ex->gblob);
+    ex->gblob = NULL;
+    vmdr_pack_key (pack, key);
+    r = b->ops->get (b, key, offset, blen, blen, &ex->gblob, &len);
+    if (r == -ERANGE || (r == 0 && len != blen))
+      r = -EBADMSG;
+    if (r == 0)
+      r = vmdr_blob_group_open (ex->gz, ex->cfg->hash, ex->gblob, blen, &ex->group);
+    if (r < 0) {
+      free (ex->gblob);
+      ex->gblob = NULL;
+      return r == -EINVAL ? -EBADMSG : r;
+    }
+    ex->gpack = *pack;
+    ex->goffset = offset;
+  }
+  r = vmdr_blob_group_get (&ex->group, ex->cfg->hash, d, ex->raw, ex->rawcap, raw);
+  return r == -ENOENT ? -EILSEQ : r;
+}
+
 /* Read blob D of KIND as stored, check it whole, and write it as an entry. */
 static int
 emit_blob (struct exporter *ex, const struct vmdr_digest *d, enum vmdr_blob_kind kind,
-           uint32_t stored, uint32_t raw_len, const struct vmdr_digest *pack, uint32_t offset)
+           uint32_t stored, uint32_t raw_len, const struct vmdr_digest *pack, uint32_t offset,
+           bool grouped)
 {
   struct vmdr_backend *b = vmdr_repo_backend (ex->repo);
   char key[VMDR_PACK_KEY_LEN], name[BLOB_NAME_LEN + 1], hex[VMDR_DIGEST_HEX_LEN + 1];
@@ -344,16 +385,22 @@ emit_blob (struct exporter *ex, const struct vmdr_digest *d, enum vmdr_blob_kind
   int r;
 
   vmdr_pack_key (pack, key);
-  r = b->ops->get (b, key, offset, blen, blen, &blob, &len);
-  if (r == -ERANGE || (r == 0 && len != blen))
-    r = -EBADMSG;
-  if (r == 0 && (vmdr_blob_parse_header (blob, blen, &h) < 0 || h.kind != kind))
-    r = -EBADMSG;
-  if (r == 0)
-    r = vmdr_blob_decode (ex->z, ex->cfg->hash, blob, blen, d, ex->raw, ex->rawcap, &raw);
+  if (grouped)
+    r = read_member (ex, d, stored, pack, offset, &raw);
+  else {
+    r = b->ops->get (b, key, offset, blen, blen, &blob, &len);
+    if (r == -ERANGE || (r == 0 && len != blen))
+      r = -EBADMSG;
+    if (r == 0 && (vmdr_blob_parse_header (blob, blen, &h) < 0 || h.kind != kind))
+      r = -EBADMSG;
+    if (r == 0)
+      r = vmdr_blob_decode (ex->z, ex->cfg->hash, blob, blen, d, ex->raw, ex->rawcap, &raw);
+  }
   if (r == -ENOBUFS)
     r = -EBADMSG;
-  if (r == 0 && ex->o->zstd && raw != raw_len)
+  bool raw_out = ex->o->zstd || grouped;
+
+  if (r == 0 && raw_out && raw != raw_len)
     r = -EBADMSG;               /* the pack index disagrees */
   if (r < 0) {
     vmdr_digest_to_hex (d, hex);
@@ -364,7 +411,7 @@ emit_blob (struct exporter *ex, const struct vmdr_digest *d, enum vmdr_blob_kind
   /* A zstd bundle carries raw blobs: compressed as one stream, chunks
    * share a window, which 64 KiB frames cannot (bench image: 602 MB,
    * where the packs' blobs under libarchive's zstd filter made 742 MB). */
-  if (ex->o->zstd &&
+  if (raw_out &&
       (r = vmdr_blob_encode (NULL, kind, d, ex->raw, raw, ex->plain,
                              vmdr_blob_bound (ex->rawcap), &blen)) == 0)
     return put_entry (ex, name, ex->plain, blen);
@@ -379,20 +426,24 @@ add_blob (struct exporter *ex, const struct vmdr_digest *d, enum vmdr_blob_kind 
   char hex[VMDR_DIGEST_HEX_LEN + 1];
   struct vmdr_digest pack;
   uint32_t offset, stored, raw_len;
+  bool grouped = false, raw;
   int r;
 
   if ((r = vmdr_repo_locate (ex->repo, d, &pack, &offset, &stored)) < 0 ||
-      (r = vmdr_repo_raw_len (ex->repo, d, &raw_len)) < 0 ||
+      (r = vmdr_repo_raw_len (ex->repo, d, &raw_len, &grouped)) < 0 ||
       stored > VMDR_BLOB_MAX_STORED || raw_len == 0 || raw_len > ex->rawcap) {
     vmdr_digest_to_hex (d, hex);
     r = r < 0 ? r : -EBADMSG;
     say (ex->why, ex->whylen, "cannot read blob %s: %s", hex, vmdr_damage_text (r));
     return r;
   }
-  if (ex->gen == 2 && (r = emit_blob (ex, d, kind, stored, raw_len, &pack, offset)) < 0)
+  /* A bundle holds a blob per chunk: a member of a group goes raw (its
+   * size known in the counting pass, before anything is read). */
+  raw = ex->o->zstd || grouped;
+  if (ex->gen == 2 && (r = emit_blob (ex, d, kind, stored, raw_len, &pack, offset, grouped)) < 0)
     return r;
   ex->blobs++;
-  ex->bytes += VMDR_BLOB_HEADER_LEN + (uint64_t) (ex->o->zstd ? raw_len : stored);
+  ex->bytes += VMDR_BLOB_HEADER_LEN + (uint64_t) (raw ? raw_len : stored);
   if (ex->gen == 2 && ex->o->progress)
     ex->o->progress (ex->o->popaque, ex->bytes, ex->total_bytes);
   return 0;
@@ -592,8 +643,8 @@ vmdr_bundle_export (struct vmdr_repo *repo, const char *const *ids, size_t n,
       }
   ex.rawcap = raw_cap (ex.cfg);
   if ((ms = calloc (n, sizeof *ms)) == NULL || (ex.raw = malloc (ex.rawcap)) == NULL ||
-      (o->zstd && (ex.plain = malloc (vmdr_blob_bound (ex.rawcap))) == NULL) ||
-      (r = vmdr_zctx_new (1, &ex.z)) < 0) {
+      (ex.plain = malloc (vmdr_blob_bound (ex.rawcap))) == NULL ||
+      (r = vmdr_zctx_new (1, &ex.z)) < 0 || (r = vmdr_zctx_new (1, &ex.gz)) < 0) {
     r = -ENOMEM;
     goto out;
   }
@@ -668,6 +719,8 @@ vmdr_bundle_export (struct vmdr_repo *repo, const char *const *ids, size_t n,
   free (ex.nodes);
   free (ex.raw);
   free (ex.plain);
+  free (ex.gblob);
+  vmdr_zctx_free (ex.gz);
   ZSTD_freeCCtx (ex.zc);
   free (ex.zout);
   vmdr_zctx_free (ex.z);

@@ -46,6 +46,7 @@ struct writer {
   const struct vmdr_disk_source *src;
   uint32_t chunk;
   uint64_t nchunks;
+  uint64_t per;                 /* chunks a slot holds: a group's worth */
   unsigned threads;
 
   pthread_mutex_t lock;         /* everything below */
@@ -74,12 +75,14 @@ struct worker_arg {
   unsigned no;                  /* a reader's source slot */
 };
 
-/* Consecutive chunks a worker reads at once: about 1 MiB per read, so
- * that readers (files, NBD) see large requests. */
+/* Consecutive chunks a worker reads at once: a group's worth, or about
+ * 1 MiB, so that readers (files, NBD) see large requests. */
 static uint64_t
-batch_chunks (uint32_t chunk)
+batch_chunks (const struct vmdr_repo_config *cfg)
 {
-  return chunk >= (1u << 20) ? 1 : (1u << 20) / chunk;
+  uint32_t want = cfg->group_size > (1u << 20) ? cfg->group_size : 1u << 20;
+
+  return cfg->chunk_size >= want ? 1 : want / cfg->chunk_size;
 }
 
 /* Next run of chunks to read (*count of them from *index), or false at the
@@ -106,7 +109,10 @@ take (struct writer *w, uint64_t *index, uint64_t *count)
   if (w->next >= end)
     return false;
   *index = w->next;
-  *count = end - w->next < batch_chunks (w->chunk) ? end - w->next : batch_chunks (w->chunk);
+  /* Runs on the grid of batches: a group holds chunks that a restore
+   * reads in one batch (BATCH_BYTES apart), never two. */
+  uint64_t grid = w->per - w->next % w->per;
+  *count = end - w->next < grid ? end - w->next : grid;
   w->next += *count;
   return true;
 }
@@ -150,27 +156,40 @@ finish_chunk (struct writer *w, uint64_t index,
   return 0;
 }
 
-/* Hash, store and record one chunk already read into BUF. */
+/* Hash, store and record the chunks of slot SL: a group repository stores
+ * the new ones together (the slot is one aligned group's worth). */
 static int
-do_chunk (struct writer *w, struct slot *sl, struct vmdr_zctx *z, uint8_t *buf,
-          uint64_t index)
+do_slot (struct writer *w, struct slot *sl, struct vmdr_zctx *z)
 {
   const struct vmdr_repo_config *cfg = vmdr_repo_config (w->repo);
-  size_t len = chunk_len (w->src->virtual_size, w->chunk, index), stored = 0;
-  struct vmdr_digest d = { 0 };
-  bool zero;
-  int r;
+  struct vmdr_digest d[VMDR_GROUP_MAX] = { 0 };
+  struct vmdr_blob_member m[VMDR_GROUP_MAX];
+  size_t stored[VMDR_GROUP_MAX];
+  uint8_t at[VMDR_GROUP_MAX];   /* member k is chunk at[k] of the slot */
+  size_t n = 0;
+  int r = 0;
 
-  zero = all_zero (buf, len);
-  if (!zero) {
-    if ((r = vmdr_digest (cfg->hash, buf, len, &d)) < 0 ||
-        (r = vmdr_repo_put_chunk (w->repo, z, VMDR_BLOB_DATA, &d, buf, len,
-                                  &stored)) < 0)
-      return r;
+  for (uint64_t i = 0; r == 0 && i < sl->count; i++) {
+    const uint8_t *buf = sl->buf + i * w->chunk;
+    size_t len = chunk_len (w->src->virtual_size, w->chunk, sl->index + i);
+    if (all_zero (buf, len))
+      continue;
+    r = vmdr_digest (cfg->hash, buf, len, &d[i]);
+    m[n] = (struct vmdr_blob_member) { d[i], buf, (uint32_t) len };
+    at[n++] = (uint8_t) i;
   }
+  if (r == 0)
+    r = vmdr_repo_put_chunks (w->repo, z, VMDR_BLOB_DATA, m, n, stored);
   pthread_mutex_lock (&w->lock);
-  sl->low = index + 1;
-  r = w->err ? w->err : finish_chunk (w, index, &d, len, stored, zero);
+  for (uint64_t i = 0, k = 0; r == 0 && w->err == 0 && i < sl->count; i++) {
+    size_t len = chunk_len (w->src->virtual_size, w->chunk, sl->index + i);
+    bool zero = k == n || at[k] != i;
+    size_t bytes = zero ? 0 : stored[k++];
+    sl->low = sl->index + i + 1;
+    r = finish_chunk (w, sl->index + i, &d[i], len, bytes, zero);
+  }
+  if (r == 0)
+    r = w->err;
   if (r < 0 && w->err == 0)
     w->err = r;
   pthread_mutex_unlock (&w->lock);
@@ -267,8 +286,7 @@ hash_worker (void *opaque)
   pthread_mutex_lock (&w->lock);
   while (r == 0 && (sl = ready_slot_locked (w)) != NULL) {
     pthread_mutex_unlock (&w->lock);
-    for (uint64_t i = 0; r == 0 && i < sl->count; i++)
-      r = do_chunk (w, sl, z, sl->buf + i * w->chunk, sl->index + i);
+    r = do_slot (w, sl, z);
     pthread_mutex_lock (&w->lock);
     sl->low = UINT64_MAX;
     pthread_cond_signal (&w->slot_free);
@@ -342,6 +360,7 @@ vmdr_disk_write (struct vmdr_repo *repo, const struct vmdr_disk_source *src,
     return -EINVAL;
   w.nchunks = vmdr_disk_chunks (src->virtual_size, w.chunk);
   w.total = src_total (src, w.chunk);
+  w.per = batch_chunks (cfg);
   if ((r = vmdr_zctx_new (cfg->zstd_level, &z)) < 0)
     return r;
   r = vmdr_disk_builder_new (repo, z, src->virtual_size, w.chunk, cfg->fanout,
@@ -355,7 +374,7 @@ vmdr_disk_write (struct vmdr_repo *repo, const struct vmdr_disk_source *src,
   for (unsigned i = 0; i < w.nslots; i++) {
     w.slots[i].low = UINT64_MAX;
     /* Page-aligned: sources may read into them with O_DIRECT. */
-    w.slots[i].buf = aligned_alloc (PAGE_ALIGN, (size_t) batch_chunks (w.chunk) * w.chunk);
+    w.slots[i].buf = aligned_alloc (PAGE_ALIGN, (size_t) w.per * w.chunk);
     if (w.slots[i].buf == NULL)
       w.err = -ENOMEM;
   }
@@ -913,8 +932,10 @@ queue_leaf (void *opaque, uint64_t first, uint64_t count,
       pthread_mutex_lock (&r->lock);
       push_locked (r);
     }
+    /* Batches on a grid of r->per chunks, as the writer's groups are:
+     * each group is decompressed by one batch, once. */
     if (c->n == 0)
-      c->first = index;
+      c->first = index - index % r->per;
     c->rel[c->n] = (uint8_t) (index - c->first);
     c->d[c->n++] = digests[i];
   }

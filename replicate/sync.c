@@ -20,6 +20,8 @@
 
 #define QUEUE_MAX 1024
 #define NODE_CAP (256u << 10)   /* the largest index node: 4096 entries */
+#define COPYING_MAX 64
+_Static_assert (COPYING_MAX >= VMDR_MAX_THREADS, "a place for every worker");
 
 struct job {
   struct vmdr_digest d;
@@ -40,26 +42,84 @@ struct copier {
   bool closed;
   int err;
   struct vmdr_sync_stats *st;
+  /* Blobs being copied, by place in SRC: a group's members are copied
+   * with it, so a worker that meets one waits for the group instead of
+   * fetching and verifying it a second time. */
+  struct place { struct vmdr_digest pack; uint32_t offset; } copying[COPYING_MAX];
+  size_t ncopying;
+  pthread_cond_t copied;
 };
+
+/* Claim the place of J's blob in SRC, waiting while another worker copies
+ * the blob there; false when there is no room to track it (then copy). */
+static bool
+claim (struct copier *c, const struct job *j, struct place *p)
+{
+  uint32_t stored;
+  bool busy;
+
+  if (vmdr_repo_locate (c->src, &j->d, &p->pack, &p->offset, &stored) < 0)
+    return false;
+  pthread_mutex_lock (&c->lock);
+  do {
+    busy = false;
+    for (size_t i = 0; !busy && i < c->ncopying; i++)
+      busy = c->copying[i].offset == p->offset &&
+             memcmp (&c->copying[i].pack, &p->pack, sizeof p->pack) == 0;
+    if (busy)
+      pthread_cond_wait (&c->copied, &c->lock);
+  } while (busy);
+  bool ok = c->ncopying < COPYING_MAX;
+  if (ok)
+    c->copying[c->ncopying++] = *p;
+  pthread_mutex_unlock (&c->lock);
+  return ok;
+}
+
+static void
+unclaim (struct copier *c, const struct place *p)
+{
+  pthread_mutex_lock (&c->lock);
+  for (size_t i = 0; i < c->ncopying; i++)
+    if (c->copying[i].offset == p->offset &&
+        memcmp (&c->copying[i].pack, &p->pack, sizeof p->pack) == 0) {
+      c->copying[i] = c->copying[--c->ncopying];
+      break;
+    }
+  pthread_cond_broadcast (&c->copied);
+  pthread_mutex_unlock (&c->lock);
+}
 
 /* Move one chunk unless DST has it.  Returns the bytes stored at DST. */
 static int
 copy_one (struct copier *c, struct vmdr_zctx *z, void *buf, const struct job *j,
           size_t *stored, size_t *len)
 {
+  struct place p;
   void *blob;
   size_t blen;
+  bool claimed;
   int r;
 
   *stored = *len = 0;
   if (vmdr_repo_has_chunk (c->dst, &j->d))
     return 0;
-  /* Verified against its digest (decompressed, hashed), then stored as
-   * it came: compressing it again would cost more than all the rest. */
+  claimed = claim (c, j, &p);
+  r = 0;
+  if (vmdr_repo_has_chunk (c->dst, &j->d))
+    goto out;                   /* its group came meanwhile */
+  /* Verified against its digest (decompressed, hashed; a group: all its
+   * members), then stored as it came: compressing it again would cost
+   * more than all the rest. */
   if ((r = vmdr_repo_get_blob (c->src, z, &j->d, &blob, &blen, buf, c->cap, len)) < 0)
-    return r;
+    goto out;
   r = vmdr_repo_put_blob (c->dst, &j->d, blob, blen, stored);
   free (blob);
+  if (r == -EPROTONOSUPPORT)    /* a group, into a version 1 repository */
+    r = vmdr_repo_put_chunk (c->dst, z, j->kind, &j->d, buf, *len, stored);
+out:
+  if (claimed)
+    unclaim (c, &p);
   return r;
 }
 
@@ -412,6 +472,7 @@ vmdr_sync (struct vmdr_repo *src, struct vmdr_repo *dst,
   pthread_cond_init (&c.not_empty, NULL);
   pthread_cond_init (&c.not_full, NULL);
   pthread_cond_init (&c.idle, NULL);
+  pthread_cond_init (&c.copied, NULL);
   r = vmdr_zctx_new (level, &z);
   for (unsigned k = 0; r == 0 && k < o->threads; k++) {
     ws[k].c = &c;
@@ -439,6 +500,7 @@ vmdr_sync (struct vmdr_repo *src, struct vmdr_repo *dst,
   }
   vmdr_zctx_free (z);
   pthread_cond_destroy (&c.idle);
+  pthread_cond_destroy (&c.copied);
   pthread_cond_destroy (&c.not_full);
   pthread_cond_destroy (&c.not_empty);
   pthread_mutex_destroy (&c.lock);

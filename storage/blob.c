@@ -1,6 +1,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,8 @@ static const char blob_magic[4] = { 'V', 'M', 'B', '1' };
 struct vmdr_zctx {
   ZSTD_CCtx *c;
   ZSTD_DCtx *d;
+  uint8_t *plain;               /* a group's plaintext, decompressed */
+  size_t plain_cap;
 };
 
 int
@@ -51,6 +54,7 @@ vmdr_zctx_free (struct vmdr_zctx *z)
     return;
   ZSTD_freeCCtx (z->c);
   ZSTD_freeDCtx (z->d);
+  free (z->plain);
   free (z);
 }
 
@@ -140,9 +144,229 @@ vmdr_blob_parse_header (const void *buf, size_t len, struct vmdr_blob_header *h)
       t.stored_len == 0 || t.stored_len > VMDR_BLOB_MAX_STORED)
     return -EBADMSG;
   if (t.compression == VMDR_BLOB_RAW ? t.stored_len != t.raw_len
-                                     : t.compression != VMDR_BLOB_ZSTD)
+                                     : t.compression != VMDR_BLOB_ZSTD &&
+                                       t.compression != VMDR_BLOB_GROUP)
     return -EBADMSG;
   *h = t;
+  return 0;
+}
+
+/* ---- groups ---------------------------------------------------------------- */
+
+size_t
+vmdr_blob_group_bound (size_t n, size_t raw_len)
+{
+  return VMDR_BLOB_HEADER_LEN + 4 + n * VMDR_GROUP_ENTRY_LEN + ZSTD_compressBound (raw_len);
+}
+
+/* One zstd frame of the N members' RAW bytes into OUT (at most CAP bytes):
+ * *framed.  -ERANGE when it does not fit, -EIO. */
+static int
+compress_members (struct vmdr_zctx *z, const struct vmdr_blob_member *m, size_t n,
+                  size_t raw, void *out, size_t cap, size_t *framed)
+{
+  ZSTD_outBuffer ob = { out, cap, 0 };
+  bool contiguous = true;
+  size_t left;
+
+  for (size_t i = 1; i < n; i++)
+    contiguous &= (const uint8_t *) m[i - 1].data + m[i - 1].len == m[i].data;
+  if (contiguous) {             /* the common case: no copy into zstd's window */
+    left = ZSTD_compress2 (z->c, out, cap, m[0].data, raw);
+    if (ZSTD_isError (left))
+      return ZSTD_getErrorCode (left) == ZSTD_error_dstSize_tooSmall ? -ERANGE : -EIO;
+    *framed = left;
+    return 0;
+  }
+  /* The pledged size puts the content size in the frame, as for single
+   * blobs. */
+  if (ZSTD_isError (ZSTD_CCtx_reset (z->c, ZSTD_reset_session_only)) ||
+      ZSTD_isError (ZSTD_CCtx_setPledgedSrcSize (z->c, raw)))
+    return -EIO;
+  for (size_t i = 0; i < n; i++) {
+    ZSTD_inBuffer ib = { m[i].data, m[i].len, 0 };
+    ZSTD_EndDirective end = i + 1 == n ? ZSTD_e_end : ZSTD_e_continue;
+    do {
+      left = ZSTD_compressStream2 (z->c, &ob, &ib, end);
+      if (ZSTD_isError (left) || (ob.pos == ob.size && (left > 0 || ib.pos < ib.size))) {
+        ZSTD_CCtx_reset (z->c, ZSTD_reset_session_only);
+        return !ZSTD_isError (left) || ZSTD_getErrorCode (left) == ZSTD_error_dstSize_tooSmall
+               ? -ERANGE : -EIO;
+      }
+    } while (end == ZSTD_e_end ? left > 0 : ib.pos < ib.size);
+  }
+  *framed = ob.pos;
+  return 0;
+}
+
+int
+vmdr_blob_encode_group (struct vmdr_zctx *z, enum vmdr_hash hash, enum vmdr_blob_kind kind,
+                        const struct vmdr_blob_member *m, size_t n,
+                        void *out, size_t cap, size_t *out_len)
+{
+  struct vmdr_blob_header h = { .kind = kind, .compression = VMDR_BLOB_GROUP };
+  uint8_t *table = (uint8_t *) out + VMDR_BLOB_HEADER_LEN, *p = table + 4;
+  size_t tlen = 4 + n * VMDR_GROUP_ENTRY_LEN, raw = 0, framed;
+  int r;
+
+  if (n < 2 || n > VMDR_GROUP_MAX)
+    return -EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    if (m[i].len == 0)
+      return -EINVAL;
+    raw += m[i].len;
+  }
+  if (raw > VMDR_BLOB_MAX_RAW || cap < vmdr_blob_group_bound (n, raw))
+    return -EINVAL;
+  put_le32 (table, (uint32_t) n);
+  for (size_t i = 0; i < n; i++, p += VMDR_GROUP_ENTRY_LEN) {
+    memcpy (p, m[i].d.b, VMDR_DIGEST_LEN);
+    put_le32 (p + VMDR_DIGEST_LEN, m[i].len);
+  }
+  if ((r = compress_members (z, m, n, raw, p, raw - 1, &framed)) < 0)
+    return r;
+  h.raw_len = (uint32_t) raw;
+  h.stored_len = (uint32_t) (tlen + framed);
+  if ((r = vmdr_digest (hash, table + 4, tlen - 4, &h.digest)) < 0)
+    return r;
+  write_header (out, &h);
+  put_le64 ((uint8_t *) out + 16, blob_checksum (out, table, h.stored_len));
+  *out_len = VMDR_BLOB_HEADER_LEN + h.stored_len;
+  return 0;
+}
+
+int
+vmdr_blob_group_table (const void *blob, size_t len, const struct vmdr_blob_header *hdr,
+                       const uint8_t **table, size_t *n)
+{
+  const uint8_t *t = (const uint8_t *) blob + VMDR_BLOB_HEADER_LEN;
+  uint64_t sum = 0;
+  uint32_t count;
+
+  if (hdr->compression != VMDR_BLOB_GROUP || len < VMDR_BLOB_HEADER_LEN + 4 ||
+      len != VMDR_BLOB_HEADER_LEN + (size_t) hdr->stored_len)
+    return -EBADMSG;
+  count = get_le32 (t);
+  if (count < 2 || count > VMDR_GROUP_MAX ||
+      hdr->stored_len <= 4 + (size_t) count * VMDR_GROUP_ENTRY_LEN)
+    return -EBADMSG;
+  for (uint32_t i = 0; i < count; i++) {
+    uint32_t l = get_le32 (t + 4 + (size_t) i * VMDR_GROUP_ENTRY_LEN + VMDR_DIGEST_LEN);
+    if (l == 0)
+      return -EBADMSG;
+    sum += l;
+  }
+  if (sum != hdr->raw_len)
+    return -EBADMSG;
+  *table = t + 4;
+  *n = count;
+  return 0;
+}
+
+int
+vmdr_blob_group_open (struct vmdr_zctx *z, enum vmdr_hash hash, const void *blob, size_t len,
+                      struct vmdr_blob_group *g)
+{
+  const uint8_t *table, *frame;
+  struct vmdr_blob_header h;
+  struct vmdr_digest got;
+  size_t n, tlen, r;
+  int e;
+
+  if ((e = vmdr_blob_parse_header (blob, len, &h)) < 0)
+    return e;
+  if (h.compression != VMDR_BLOB_GROUP)
+    return -EINVAL;
+  if ((e = vmdr_blob_group_table (blob, len, &h, &table, &n)) < 0)
+    return e;
+  if (blob_checksum (blob, (const uint8_t *) blob + VMDR_BLOB_HEADER_LEN, h.stored_len) !=
+      h.checksum)
+    return -EBADMSG;
+  tlen = n * VMDR_GROUP_ENTRY_LEN;
+  if ((e = vmdr_digest (hash, table, tlen, &got)) < 0)
+    return e;
+  if (memcmp (&got, &h.digest, sizeof got) != 0)
+    return -EILSEQ;
+  if (z->plain_cap < h.raw_len) {
+    void *p = realloc (z->plain, h.raw_len);
+    if (p == NULL)
+      return -ENOMEM;
+    z->plain = p;
+    z->plain_cap = h.raw_len;
+  }
+  frame = table + tlen;
+  r = ZSTD_decompressDCtx (z->d, z->plain, h.raw_len, frame, h.stored_len - 4 - tlen);
+  if (ZSTD_isError (r) || r != h.raw_len)
+    return -EBADMSG;
+  *g = (struct vmdr_blob_group) { table, n, z->plain, h.raw_len };
+  return 0;
+}
+
+/* Member I of G: its table entry (digest first), and its length. */
+static const uint8_t *
+member_at (const struct vmdr_blob_group *g, size_t i, uint32_t *len)
+{
+  const uint8_t *e = g->table + i * VMDR_GROUP_ENTRY_LEN;
+
+  *len = get_le32 (e + VMDR_DIGEST_LEN);
+  return e;
+}
+
+int
+vmdr_blob_group_get (const struct vmdr_blob_group *g, enum vmdr_hash hash,
+                     const struct vmdr_digest *d, void *out, size_t cap, size_t *len)
+{
+  struct vmdr_digest got;
+  size_t off = 0;
+  uint32_t l;
+  int e;
+
+  for (size_t i = 0; i < g->n; i++, off += l) {
+    const uint8_t *entry = member_at (g, i, &l);
+    if (memcmp (entry, d->b, VMDR_DIGEST_LEN) != 0)
+      continue;
+    if (cap < l)
+      return -ENOBUFS;
+    if ((e = vmdr_digest (hash, g->plain + off, l, &got)) < 0)
+      return e;
+    if (memcmp (&got, d, sizeof got) != 0)
+      return -EILSEQ;
+    memcpy (out, g->plain + off, l);
+    *len = l;
+    return 0;
+  }
+  return -ENOENT;
+}
+
+/* vmdr_blob_decode of a group: every member checked, EXPECT copied out. */
+static int
+decode_member (struct vmdr_zctx *z, enum vmdr_hash hash, const void *blob, size_t len,
+               const struct vmdr_digest *expect, void *out, size_t cap, size_t *raw_len)
+{
+  struct vmdr_blob_group g;
+  struct vmdr_digest got;
+  const uint8_t *found = NULL;
+  size_t off = 0;
+  uint32_t l, flen = 0;
+  int e;
+
+  if ((e = vmdr_blob_group_open (z, hash, blob, len, &g)) < 0)
+    return e;
+  for (size_t i = 0; i < g.n; i++, off += l) {
+    const uint8_t *entry = member_at (&g, i, &l);
+    if ((e = vmdr_digest (hash, g.plain + off, l, &got)) < 0)
+      return e;
+    if (memcmp (&got, entry, VMDR_DIGEST_LEN) != 0)
+      return -EILSEQ;
+    if (found == NULL && expect && memcmp (entry, expect->b, VMDR_DIGEST_LEN) == 0)
+      found = g.plain + off, flen = l;
+  }
+  if (found == NULL)
+    return expect ? -EILSEQ : -EINVAL;  /* not a member / which member? */
+  if (cap < flen)
+    return -ENOBUFS;
+  memcpy (out, found, flen);
+  *raw_len = flen;
   return 0;
 }
 
@@ -161,6 +385,8 @@ vmdr_blob_decode (struct vmdr_zctx *z, enum vmdr_hash hash,
   r = vmdr_blob_parse_header (blob, len, &h);
   if (r < 0)
     return r;
+  if (h.compression == VMDR_BLOB_GROUP)
+    return decode_member (z, hash, blob, len, expect, out, cap, raw_len);
   if (len != VMDR_BLOB_HEADER_LEN + (size_t) h.stored_len)
     return -EBADMSG;
   if (blob_checksum (blob, payload, h.stored_len) != h.checksum)

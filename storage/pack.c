@@ -70,6 +70,8 @@ int
 vmdr_pack_add (struct vmdr_pack_writer *w, const void *blob, size_t len)
 {
   struct vmdr_blob_header h;
+  const uint8_t *table = NULL;
+  size_t members = 1;
   int r;
 
   r = vmdr_blob_parse_header (blob, len, &h);
@@ -77,17 +79,30 @@ vmdr_pack_add (struct vmdr_pack_writer *w, const void *blob, size_t len)
     return r;
   if (len != VMDR_BLOB_HEADER_LEN + (size_t) h.stored_len)
     return -EBADMSG;
+  /* A group's members each get an entry, all at the group's offset. */
+  if (h.compression == VMDR_BLOB_GROUP &&
+      (r = vmdr_blob_group_table (blob, len, &h, &table, &members)) < 0)
+    return r;
   if (w->sealed)
     return -EINVAL;
-  if (w->len + len > UINT32_MAX || w->n >= VMDR_PACK_INDEX_MAX_ENTRIES)
+  if (w->len + len > UINT32_MAX || w->n + members > VMDR_PACK_INDEX_MAX_ENTRIES)
     return -EFBIG;
   if ((r = grow ((void **) &w->buf, &w->cap, w->len + len, 1)) < 0 ||
-      (r = grow ((void **) &w->entries, &w->ncap, w->n + 1, sizeof *w->entries)) < 0)
+      (r = grow ((void **) &w->entries, &w->ncap, w->n + members, sizeof *w->entries)) < 0)
     return r;
-  w->entries[w->n++] = (struct vmdr_pack_entry) {
-    .digest = h.digest, .offset = (uint32_t) w->len,
-    .stored_len = h.stored_len, .raw_len = h.raw_len, .kind = (uint8_t) h.kind,
-  };
+  for (size_t i = 0; i < members; i++) {
+    struct vmdr_pack_entry *e = &w->entries[w->n++];
+    *e = (struct vmdr_pack_entry) {
+      .digest = h.digest, .offset = (uint32_t) w->len,
+      .stored_len = h.stored_len, .raw_len = h.raw_len, .kind = (uint8_t) h.kind,
+    };
+    if (table) {
+      const uint8_t *t = table + i * VMDR_GROUP_ENTRY_LEN;
+      e->grouped = 1;
+      memcpy (e->digest.b, t, VMDR_DIGEST_LEN);
+      e->raw_len = get_le32 (t + VMDR_DIGEST_LEN);
+    }
+  }
   memcpy (w->buf + w->len, blob, len);
   w->len += len;
   return 0;
@@ -125,7 +140,8 @@ encode_index (const struct vmdr_pack_entry *e, size_t n, uint8_t *out)
     put_le32 (p + 36, e[i].stored_len);
     put_le32 (p + 40, e[i].raw_len);
     p[44] = e[i].kind;
-    p[45] = p[46] = p[47] = 0;
+    p[45] = e[i].grouped;
+    p[46] = p[47] = 0;
   }
   put_le64 (p, XXH3_64bits (out, (size_t) (p - out)));
 }
@@ -214,7 +230,8 @@ vmdr_pack_index_parse (const void *buf, size_t len,
     e[i].stored_len = get_le32 (p + 36);
     e[i].raw_len = get_le32 (p + 40);
     e[i].kind = p[44];
-    if (e[i].kind < VMDR_BLOB_DATA || e[i].kind > VMDR_BLOB_STREAM_NODE ||
+    e[i].grouped = p[45];
+    if (e[i].kind < VMDR_BLOB_DATA || e[i].kind > VMDR_BLOB_STREAM_NODE || e[i].grouped > 1 ||
         e[i].stored_len == 0 || e[i].stored_len > VMDR_BLOB_MAX_STORED ||
         e[i].raw_len == 0 || e[i].raw_len > VMDR_BLOB_MAX_RAW ||
         (uint64_t) e[i].offset + VMDR_BLOB_HEADER_LEN + e[i].stored_len > UINT32_MAX ||

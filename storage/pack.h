@@ -24,6 +24,7 @@ struct vmdr_pack_entry {
   uint32_t stored_len;          /* payload bytes (the blob is 56 more) */
   uint32_t raw_len;
   uint8_t kind;                 /* enum vmdr_blob_kind */
+  uint8_t grouped;              /* 1: a member of the group blob at offset */
 };
 
 struct vmdr_pack_writer;
@@ -33,7 +34,8 @@ struct vmdr_pack_writer;
 int vmdr_pack_writer_new (size_t target, struct vmdr_pack_writer **out);
 void vmdr_pack_writer_free (struct vmdr_pack_writer *w);   /* NULL is fine */
 
-/* Append one encoded blob (header + payload, as vmdr_blob_encode made it).
+/* Append one encoded blob (header + payload, as vmdr_blob_encode made it;
+ * a group blob gets an entry for each member, at the group's offset).
  * 0, -EBADMSG (not a blob), -EFBIG (the pack would exceed 4 GiB offsets or
  * the entry limit: finish it first), -ENOMEM. */
 int vmdr_pack_add (struct vmdr_pack_writer *w, const void *blob, size_t len);

@@ -33,8 +33,11 @@ vmdr_repo_config_default (struct vmdr_repo_config *cfg)
     /* Two memory captures with 5 % of pages changed share 80 % of their
      * chunks at 8 KiB, 70 % at 16 KiB (docs/repository-format.md 7.2). */
     .cdc_min = 2u << 10, .cdc_avg = 8u << 10, .cdc_max = 32u << 10,
-    .zstd_level = 1,
+    /* Level 2 on 4 MiB groups stores 12 % less than level 1 on 64 KiB
+     * frames, for less CPU (docs/repository-format.md section 12). */
+    .zstd_level = 2,
     .pack_size = 16u << 20,
+    .group_size = 4u << 20,
   };
   for (size_t i = 0; i < sizeof rnd; i++)
     snprintf (cfg->id + 2 * i, 3, "%02x", rnd[i]);
@@ -56,6 +59,11 @@ vmdr_repo_config_check (const struct vmdr_repo_config *c)
       !pow2 (c->cdc_avg) ||
       c->zstd_level < -7 || c->zstd_level > 19 ||
       c->pack_size < (1u << 20) || c->pack_size > (1ull << 30) ||
+      (c->version < 2 ? c->group_size != 0
+                      : c->group_size != 0 && (!pow2 (c->group_size) ||
+                                               c->group_size < c->chunk_size ||
+                                               c->group_size > VMDR_GROUP_SIZE_MAX ||
+                                               c->group_size / c->chunk_size > VMDR_GROUP_MAX)) ||
       strlen (c->id) != 32 || strspn (c->id, "0123456789abcdef") != 32)
     return -EINVAL;
   return 0;
@@ -86,6 +94,8 @@ vmdr_repo_config_format (const struct vmdr_repo_config *c, char **json)
   json_object_object_add (comp, "level", json_object_new_int (c->zstd_level));
   json_object_object_add (o, "compression", comp);
   json_object_object_add (o, "pack_size", json_object_new_int64 ((int64_t) c->pack_size));
+  if (c->version >= 2)
+    json_object_object_add (o, "group_size", json_object_new_int64 (c->group_size));
   s = json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
   *json = s ? strdup (s) : NULL;
   json_object_put (o);
@@ -147,7 +157,8 @@ parse_members (json_object *o, struct vmdr_repo_config *c)
       !get_u32 (cdc, "max", &c->cdc_max) ||
       !json_object_object_get_ex (o, "compression", &comp) ||
       !get_str (comp, "algorithm", &algo) || strcmp (algo, "zstd") != 0 ||
-      !get_int (comp, "level", &level) || !get_int (o, "pack_size", &pack))
+      !get_int (comp, "level", &level) || !get_int (o, "pack_size", &pack) ||
+      (version >= 2 && !get_u32 (o, "group_size", &c->group_size)))
     return -EBADMSG;
   if (vmdr_hash_from_name (hash, &c->hash) < 0 || strlen (id) >= sizeof c->id ||
       strlen (created) >= sizeof c->created || level < -100 || level > 100 || pack < 0)

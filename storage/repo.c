@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "endian-util.h"
 #include "pack.h"
 #include "repo.h"
 
@@ -24,6 +25,7 @@ struct slot {
   uint32_t offset;
   uint32_t stored_len;
   uint32_t raw_len;
+  bool grouped;                 /* a member of a group blob */
 };
 
 struct vmdr_repo {
@@ -156,7 +158,8 @@ index_entries (struct vmdr_repo *r, uint32_t pack,
 {
   for (size_t i = 0; i < n; i++) {
     struct slot v = { .d = e[i].digest, .pack = pack, .offset = e[i].offset,
-                      .stored_len = e[i].stored_len, .raw_len = e[i].raw_len };
+                      .stored_len = e[i].stored_len, .raw_len = e[i].raw_len,
+                      .grouped = e[i].grouped };
     int ret;
     if (is_zero (&v.d) || (!replace && lookup (r, &v.d)))
       continue;
@@ -585,17 +588,14 @@ vmdr_repo_flush (struct vmdr_repo *r)
   return ret;
 }
 
-/* Add an encoded blob to the current pack; *full gets the pack to write
- * when this one filled it.  Under the lock. */
+/* Add an encoded blob to the current pack, indexing the chunks of M (N of
+ * them: the blob's chunk, or the group's members) that the index lacks;
+ * *full gets the pack to write when this one filled it.  Under the lock. */
 static int
-add_blob_locked (struct vmdr_repo *r, const struct vmdr_digest *d,
-                 const uint8_t *blob, size_t blen, size_t len,
-                 struct vmdr_pack_writer **full)
+add_blob_locked (struct vmdr_repo *r, const struct vmdr_blob_member *m, size_t n,
+                 const uint8_t *blob, size_t blen, struct vmdr_pack_writer **full)
 {
-  struct slot v = { .d = *d, .pack = PENDING,
-                    .offset = (uint32_t) vmdr_pack_bytes (r->w),
-                    .stored_len = (uint32_t) (blen - VMDR_BLOB_HEADER_LEN),
-                    .raw_len = (uint32_t) len };
+  uint32_t offset = (uint32_t) vmdr_pack_bytes (r->w);
   int ret;
 
   *full = NULL;
@@ -603,16 +603,23 @@ add_blob_locked (struct vmdr_repo *r, const struct vmdr_digest *d,
   if (ret == -EFBIG) {           /* offsets full before the target: rare */
     if ((ret = detach_locked (r, full)) < 0)
       return ret;
-    v.offset = 0;
+    offset = 0;
     ret = vmdr_pack_add (r->w, blob, blen);
   }
-  if (ret < 0 || (ret = insert (r, &v)) < 0)
+  for (size_t i = 0; ret == 0 && i < n; i++) {
+    struct slot v = { .d = m[i].d, .pack = PENDING, .offset = offset,
+                      .stored_len = (uint32_t) (blen - VMDR_BLOB_HEADER_LEN),
+                      .raw_len = m[i].len, .grouped = blob[5] == VMDR_BLOB_GROUP };
+    if (lookup (r, &m[i].d) == NULL)
+      ret = insert (r, &v);
+  }
+  if (ret < 0)
     return ret;
   return *full == NULL && vmdr_pack_full (r->w) ? detach_locked (r, full) : 0;
 }
 
-static int store_blob (struct vmdr_repo *r, const struct vmdr_digest *d, const uint8_t *blob,
-                       size_t blen, size_t len, size_t *stored_bytes);
+static int store_blob (struct vmdr_repo *r, const struct vmdr_blob_member *m, size_t n,
+                       const uint8_t *blob, size_t blen, size_t *stored_bytes);
 
 int
 vmdr_repo_put_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
@@ -637,7 +644,104 @@ vmdr_repo_put_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
   ret = vmdr_blob_encode (z, kind, d, data, len, blob, cap, &blen);
   if (ret < 0)
     return ret;
-  return store_blob (r, d, blob, blen, len, stored_bytes);
+  return store_blob (r, &(struct vmdr_blob_member) { *d, data, (uint32_t) len }, 1,
+                     blob, blen, stored_bytes);
+}
+
+/* The chunks of M that are new: not zero, not stored, not twice in M.
+ * Their indexes into NEW; the count. */
+static size_t
+new_members (struct vmdr_repo *r, const struct vmdr_blob_member *m, size_t n, size_t *new)
+{
+  size_t k = 0;
+
+  pthread_mutex_lock (&r->lock);
+  for (size_t i = 0; i < n; i++) {
+    bool dup = lookup (r, &m[i].d) != NULL;
+    for (size_t j = 0; !dup && j < k; j++)
+      dup = memcmp (&m[new[j]].d, &m[i].d, sizeof m[i].d) == 0;
+    if (!dup)
+      new[k++] = i;
+  }
+  pthread_mutex_unlock (&r->lock);
+  return k;
+}
+
+int
+vmdr_repo_put_chunks (struct vmdr_repo *r, struct vmdr_zctx *z,
+                      enum vmdr_blob_kind kind, const struct vmdr_blob_member *m,
+                      size_t n, size_t *stored)
+{
+  struct vmdr_blob_member g[VMDR_GROUP_MAX];
+  size_t new[VMDR_GROUP_MAX], k, raw = 0, blen, bytes = 0;
+  _cleanup_free_ uint8_t *blob = NULL;
+  int ret = 0;
+
+  if (n > VMDR_GROUP_MAX)
+    return -EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    if (stored)
+      stored[i] = 0;
+    if (is_zero (&m[i].d))
+      return -EINVAL;
+  }
+  k = new_members (r, m, n, new);
+  for (size_t j = 0; j < k; j++) {
+    g[j] = m[new[j]];
+    raw += g[j].len;
+  }
+  /* Compress outside the lock: that is where the CPU time goes. */
+  if (k >= 2 && r->cfg.group_size > 0 && raw <= VMDR_BLOB_MAX_RAW) {
+    size_t cap = vmdr_blob_group_bound (k, raw);
+    if ((blob = malloc (cap)) == NULL)
+      return -ENOMEM;
+    ret = vmdr_blob_encode_group (z, r->cfg.hash, kind, g, k, blob, cap, &blen);
+    if (ret == 0)
+      ret = store_blob (r, g, k, blob, blen, &bytes);
+    if (ret == 0 && stored)     /* shared out by length, the rest to the last */
+      for (size_t j = 0, left = bytes; j < k; j++) {
+        size_t share = j + 1 < k ? (size_t) ((uint64_t) bytes * g[j].len / raw) : left;
+        stored[new[j]] = share;
+        left -= share;
+      }
+    if (ret != -ERANGE)
+      return ret;
+    ret = 0;
+  }
+  /* One by one: a lone new chunk, no groups, or data zstd cannot shrink. */
+  for (size_t j = 0; ret >= 0 && j < k; j++)
+    ret = vmdr_repo_put_chunk (r, z, kind, &g[j].d, g[j].data, g[j].len,
+                               stored ? &stored[new[j]] : NULL);
+  return ret < 0 ? ret : 0;
+}
+
+/* put_blob of a group H that has D as a member: all its members come. */
+static int
+put_group_blob (struct vmdr_repo *r, const struct vmdr_digest *d, const void *blob,
+                size_t blen, const struct vmdr_blob_header *h, size_t *stored_bytes)
+{
+  struct vmdr_blob_member m[VMDR_GROUP_MAX];
+  const uint8_t *table;
+  size_t n;
+  bool member = false;
+  int ret;
+
+  if ((ret = vmdr_blob_group_table (blob, blen, h, &table, &n)) < 0)
+    return -EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *t = table + i * VMDR_GROUP_ENTRY_LEN;
+    memcpy (m[i].d.b, t, VMDR_DIGEST_LEN);
+    m[i].data = NULL;
+    m[i].len = get_le32 (t + VMDR_DIGEST_LEN);
+    member |= memcmp (&m[i].d, d, sizeof *d) == 0;
+  }
+  if (!member)
+    return -EINVAL;
+  if (r->cfg.version < 2)
+    return -EPROTONOSUPPORT;
+  if (vmdr_repo_has_chunk (r, d))
+    return 0;
+  return store_blob (r, m, n, blob, blen, stored_bytes);
 }
 
 int
@@ -653,29 +757,36 @@ vmdr_repo_put_blob (struct vmdr_repo *r, const struct vmdr_digest *d,
     return -EINVAL;
   if ((ret = vmdr_blob_parse_header (blob, blen, &h)) < 0)
     return ret;
-  if (blen != VMDR_BLOB_HEADER_LEN + (size_t) h.stored_len ||
-      memcmp (&h.digest, d, sizeof *d) != 0)
+  if (blen != VMDR_BLOB_HEADER_LEN + (size_t) h.stored_len)
+    return -EINVAL;
+  if (h.compression == VMDR_BLOB_GROUP)
+    return put_group_blob (r, d, blob, blen, &h, stored_bytes);
+  if (memcmp (&h.digest, d, sizeof *d) != 0)
     return -EINVAL;
   if (vmdr_repo_has_chunk (r, d))
     return 0;
-  return store_blob (r, d, blob, blen, h.raw_len, stored_bytes);
+  return store_blob (r, &(struct vmdr_blob_member) { .d = *d, .len = h.raw_len }, 1,
+                     blob, blen, stored_bytes);
 }
 
-/* Add encoded BLOB (of LEN bytes of plaintext) unless another thread
- * stored D meanwhile; a pack it fills goes to the flusher. */
+/* Add encoded BLOB, holding the N chunks of M, unless another thread
+ * stored them all meanwhile; a pack it fills goes to the flusher. */
 static int
-store_blob (struct vmdr_repo *r, const struct vmdr_digest *d, const uint8_t *blob,
-            size_t blen, size_t len, size_t *stored_bytes)
+store_blob (struct vmdr_repo *r, const struct vmdr_blob_member *m, size_t n,
+            const uint8_t *blob, size_t blen, size_t *stored_bytes)
 {
   struct vmdr_pack_writer *full = NULL;
-  int ret;
+  bool any = false;
+  int ret = 0;
 
   pthread_mutex_lock (&r->lock);
+  for (size_t i = 0; !any && i < n; i++)
+    any = lookup (r, &m[i].d) == NULL;
   if (r->failed < 0)
     ret = r->failed;
-  else if (lookup (r, d))
-    ret = 0, blen = 0;          /* another thread stored it meanwhile */
-  else if ((ret = add_blob_locked (r, d, blob, blen, len, &full)) < 0)
+  else if (!any)
+    blen = 0;                   /* another thread stored it meanwhile */
+  else if ((ret = add_blob_locked (r, m, n, blob, blen, &full)) < 0)
     r->failed = ret;
   pthread_mutex_unlock (&r->lock);
   /* A full pack goes to the flusher thread: the workers go on
@@ -715,7 +826,8 @@ vmdr_repo_locate (struct vmdr_repo *r, const struct vmdr_digest *d,
 }
 
 int
-vmdr_repo_raw_len (struct vmdr_repo *r, const struct vmdr_digest *d, uint32_t *raw_len)
+vmdr_repo_raw_len (struct vmdr_repo *r, const struct vmdr_digest *d, uint32_t *raw_len,
+                   bool *grouped)
 {
   struct slot *s;
 
@@ -723,6 +835,8 @@ vmdr_repo_raw_len (struct vmdr_repo *r, const struct vmdr_digest *d, uint32_t *r
   s = lookup (r, d);
   if (s)
     *raw_len = s->raw_len;
+  if (s && grouped)
+    *grouped = s->grouped;
   pthread_mutex_unlock (&r->lock);
   return s ? 0 : -ENOENT;
 }
@@ -914,6 +1028,27 @@ locate_all (struct vmdr_repo *r, struct vmdr_chunk_get *req, size_t n,
   return found;
 }
 
+/* The requests AT[k..) for members of the group blob at BLOB (all at its
+ * offset, side by side as sorted): the group decompressed once, each
+ * member checked against its digest.  The index after them. */
+static size_t
+get_members (struct vmdr_repo *r, struct vmdr_repo_reader *rd, struct vmdr_chunk_get *req,
+             const struct blob_at *at, size_t n, size_t k, const uint8_t *blob)
+{
+  struct vmdr_blob_group g;
+  size_t j;
+  int e = vmdr_blob_group_open (rd->z, r->cfg.hash, blob, at[k].len, &g);
+
+  for (j = k; j < n && at[j].offset == at[k].offset; j++) {
+    struct vmdr_chunk_get *q = &req[at[j].i];
+    q->err = e < 0 ? (e == -EINVAL ? -EBADMSG : e)
+                   : vmdr_blob_group_get (&g, r->cfg.hash, &q->d, q->buf, q->cap, &q->len);
+    if (q->err == -ENOENT)
+      q->err = -EILSEQ;         /* the index says it is here, the group says not */
+  }
+  return j;
+}
+
 /* Read the blobs AT[0..n) of one pack, sorted by offset, bytes [start, end)
  * of it, in one read, and decode them; one by one if that read fails. */
 static void
@@ -948,11 +1083,14 @@ read_run (struct vmdr_repo *r, struct vmdr_repo_reader *rd,
   }
   for (size_t k = 0; k < n; k++) {
     struct vmdr_chunk_get *q = &req[at[k].i];
+    const uint8_t *blob = rd->buf + (at[k].offset - start);
     if (e < 0)
       q->err = e == -ERANGE ? -EBADMSG : e;   /* shorter than its index says */
+    else if (blob[5] == VMDR_BLOB_GROUP)
+      k = get_members (r, rd, req, at, n, k, blob) - 1;
     else
-      q->err = vmdr_blob_decode (rd->z, r->cfg.hash, rd->buf + (at[k].offset - start),
-                                 at[k].len, &q->d, q->buf, q->cap, &q->len);
+      q->err = vmdr_blob_decode (rd->z, r->cfg.hash, blob, at[k].len, &q->d,
+                                 q->buf, q->cap, &q->len);
   }
 }
 

@@ -19,7 +19,7 @@
 #include "blob.h"
 #include "digest.h"
 
-#define VMDR_FORMAT_VERSION 1
+#define VMDR_FORMAT_VERSION 2
 #define VMDR_CONFIG_MAX (64u << 10)
 #define VMDR_CHUNK_MIN (64u << 10)
 #define VMDR_CHUNK_MAX (4u << 20)
@@ -34,7 +34,13 @@ struct vmdr_repo_config {
   uint32_t cdc_min, cdc_avg, cdc_max;
   int zstd_level;
   uint64_t pack_size;
+  /* Version 2: a disk's new chunks in each aligned run of group_size bytes
+   * are stored as one group blob (0: one blob per chunk, version 1). */
+  uint32_t group_size;
 };
+/* A restore reads 4 MiB batches: a bigger group would be decompressed by
+ * each batch it spans. */
+#define VMDR_GROUP_SIZE_MAX (4u << 20)
 
 /* The defaults vmdr-init uses: the hash by vmdr_hash_default, a fresh random
  * id, the creation time now.  0 or -errno (no randomness). */
@@ -85,10 +91,22 @@ int vmdr_repo_put_chunk (struct vmdr_repo *repo, struct vmdr_zctx *z,
                          enum vmdr_blob_kind kind, const struct vmdr_digest *d,
                          const void *data, size_t len, size_t *stored_bytes);
 
+/* Store the N chunks of M (at most VMDR_GROUP_MAX, data pointers set) that
+ * the repository lacks: as one group blob when the config asks for groups
+ * and two or more are new and compress, else one by one as put_chunk
+ * does.  STORED[i] (may be NULL) gets the bytes chunk i added (a group's
+ * bytes shared out by plaintext length; 0 for one already there).
+ * 0 or -errno. */
+int vmdr_repo_put_chunks (struct vmdr_repo *repo, struct vmdr_zctx *z,
+                          enum vmdr_blob_kind kind, const struct vmdr_blob_member *m,
+                          size_t n, size_t *stored);
+
 /* Store BLOB (BLEN bytes, header and payload, as vmdr_repo_get_blob gave
  * it: verified) as it is, unless a chunk with digest D exists: a copy
- * between repositories neither decompresses nor compresses again.
- * *stored_bytes as for put_chunk.  0, -EINVAL (not a blob of D), -errno. */
+ * between repositories neither decompresses nor compresses again.  A group
+ * blob brings all its members.  *stored_bytes as for put_chunk.  0, -EINVAL
+ * (not a blob of D), -EPROTONOSUPPORT (a group, into a version 1
+ * repository: put the chunk instead), -errno. */
 int vmdr_repo_put_blob (struct vmdr_repo *repo, const struct vmdr_digest *d,
                         const void *blob, size_t blen, size_t *stored_bytes);
 
@@ -155,9 +173,10 @@ void vmdr_repo_prefetch (struct vmdr_repo *repo, const struct vmdr_digest *d, si
 int vmdr_repo_locate (struct vmdr_repo *repo, const struct vmdr_digest *d,
                       struct vmdr_digest *pack, uint32_t *offset,
                       uint32_t *stored_len);
-/* Its plaintext length, as its pack index says: 0, or -ENOENT. */
+/* Its plaintext length, as its pack index says, and (GROUPED may be NULL)
+ * whether it is stored in a group blob: 0, or -ENOENT. */
 int vmdr_repo_raw_len (struct vmdr_repo *repo, const struct vmdr_digest *d,
-                       uint32_t *raw_len);
+                       uint32_t *raw_len, bool *grouped);
 
 /* Number of chunks in the index (stored and pending). */
 size_t vmdr_repo_chunk_count (struct vmdr_repo *repo);

@@ -13,13 +13,20 @@ errline() {   # errline CMD...: stderr of a failing command, if exactly one line
 }
 
 # --- init
-tap_ok "vmdr-init creates a repository" vmdr-init -q -r "$R"
-tap_is "config names the format" "$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(c["format"], c["version"], c["chunk_size"])' "$R/config")" "vmdr-repository 1 65536"
+# A blob per chunk: the damage test below spoils exactly one chunk.
+tap_ok "vmdr-init creates a repository" vmdr-init -q -r "$R" --group-size 0
+tap_is "config names the format" "$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(c["format"], c["version"], c["chunk_size"])' "$R/config")" "vmdr-repository 2 65536"
 tap_is "init twice is refused" "$(errline vmdr-init -r "$R")" "vmdr-init: '$R' is already a vmdr repository"
 tap_ok "VMDR_REPO is honoured" env VMDR_REPO="$T/repo2" vmdr-init -q
 tap_ok "--hash, --chunk-size, --compression-level" \
   vmdr-init -q -r "file://$T/repo3" --hash sha256 --chunk-size 1M --compression-level=-3
 tap_is "options recorded" "$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(c["hash"], c["chunk_size"], c["compression"]["level"])' "$T/repo3/config")" "sha256 1048576 -3"
+vmdr-init -q -r "$T/repo5"
+tap_is "a new repository groups chunks in 4 MiB, at zstd 2" \
+  "$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(c["group_size"], c["compression"]["level"])' "$T/repo5/config")" "4194304 2"
+tap_is "--group-size 0: a blob per chunk, recorded" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["group_size"])' "$R/config")" 0
+vmdr-init -r "$T/bad" --group-size 8M >/dev/null 2>"$T/err"; st=$?
+tap_is "a group size above 4M: exit 2" "$st" 2
 vmdr-init -r "$T/bad" --chunk-size 96K >/dev/null 2>"$T/err"; st=$?
 tap_is "a chunk size that is not a power of two: exit 2" "$st" 2
 tap_is "... and nothing created" "$(ls "$T/bad" 2>&1 | wc -l)" "1"
@@ -188,5 +195,26 @@ tap_is "verify of a missing snapshot" "$(errline vmdr-verify -r "$R" web1/200001
   "vmdr-verify: no snapshot 'web1/20000101T000000.000Z'"
 vmdr-verify -r "$R" 'not a selector' >/dev/null 2>&1; st=$?
 tap_is "a malformed selector: exit 2" "$st" 2
+
+# --- a damaged group blob: every chunk in it is refused, the others are not
+G=$T/grouped
+vmdr-init -q -r "$G"
+cat /usr/bin/* 2>/dev/null | head -c $((10 << 20)) > "$T/g.raw"
+gid=$(repo-image put "$G" grp vda="$T/g.raw") || tap_bail "put into the grouped repository"
+tap_ok "a grouped snapshot verifies" vmdr-verify -q -r "$G"
+tap_ok "... and restores equal" sh -c "repo-image get '$G' '$gid' vda '$T/g.out' && cmp '$T/g.raw' '$T/g.out'"
+tap_is "its full packs hold group blobs (compression 2)" \
+  "$(python3 -c 'import glob,sys; print(sorted(open(p,"rb").read(6)[5] for p in glob.glob(sys.argv[1]+"/data/*/*"))[-1])' "$G")" 2
+python3 - "$G" <<'PY'
+import glob, sys
+p = max(glob.glob(sys.argv[1] + "/data/*/*"), key=lambda f: open(f, "rb").read(6)[5])
+with open(p, "r+b") as f:
+    f.seek(56 + 20000); b = f.read(1); f.seek(56 + 20000); f.write(bytes([b[0] ^ 0xff]))
+PY
+vmdr-verify -r "$G" > "$T/gv.out" 2>&1; st=$?
+tap_is "verify finds the damaged group: exit 1" "$st" 1
+tap_ok "... and names its chunks" grep -qE "^grp/.*: DAMAGED: [0-9]+ chunks? damaged; first: disk vda offset [0-9]+ chunk [0-9a-f]{64}" "$T/gv.out"
+tap_fails "restoring it fails" repo-image get "$G" "$gid" vda "$T/g2.out"
+tap_is "... and leaves no partial output" "$(ls "$T/g2.out" 2>&1 | grep -c 'No such')" 1
 
 tap_done

@@ -70,6 +70,123 @@ Test (blob, round_trip_compressible_and_random)
   free (b);
 }
 
+/* N members of 65536 bytes, half compressible, from SEED; digests in D. */
+static uint8_t group_data[8][65536];
+
+static void
+make_members (struct vmdr_blob_member *m, size_t n, unsigned seed)
+{
+  for (size_t i = 0; i < n; i++) {
+    fill_random (group_data[i], 32768, seed + (unsigned) i);
+    for (size_t j = 32768; j < 65536; j++)
+      group_data[i][j] = "group members "[j % 14];
+    m[i].data = group_data[i];
+    m[i].len = 65536 - (uint32_t) i;      /* lengths differ */
+    vmdr_digest (VMDR_HASH_SHA256, m[i].data, m[i].len, &m[i].d);
+  }
+}
+
+Test (blob, group_round_trip_members_and_damage)
+{
+  struct vmdr_blob_member m[8];
+  struct vmdr_blob_header h;
+  struct vmdr_blob_group g;
+  static uint8_t out[65536];
+  size_t cap = vmdr_blob_group_bound (8, 8 * 65536), blen, len, n;
+  uint8_t *b = malloc (cap);
+  const uint8_t *table;
+
+  make_members (m, 8, 7);
+  cr_assert_eq (vmdr_blob_encode_group (z, VMDR_HASH_SHA256, VMDR_BLOB_DATA, m, 8, b, cap, &blen), 0);
+  cr_assert_eq (vmdr_blob_parse_header (b, blen, &h), 0);
+  cr_assert_eq (h.compression, VMDR_BLOB_GROUP);
+  cr_assert_lt (blen, 8 * 65536 * 3 / 4, "the text halves compress");
+  cr_assert_eq (vmdr_blob_group_table (b, blen, &h, &table, &n), 0);
+  cr_assert_eq (n, 8);
+  /* Every member comes back, by digest, from a decode and from an open. */
+  cr_assert_eq (vmdr_blob_group_open (z, VMDR_HASH_SHA256, b, blen, &g), 0);
+  for (size_t i = 0; i < 8; i++) {
+    cr_assert_eq (vmdr_blob_group_get (&g, VMDR_HASH_SHA256, &m[i].d, out, sizeof out, &len), 0);
+    cr_assert_eq (len, m[i].len);
+    cr_assert_eq (memcmp (out, m[i].data, len), 0);
+  }
+  cr_assert_eq (vmdr_blob_group_get (&g, VMDR_HASH_SHA256, &m[0].d, out, 100, &len), -ENOBUFS);
+  for (size_t i = 0; i < 8; i++) {
+    cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_SHA256, b, blen, &m[i].d, out, sizeof out, &len), 0);
+    cr_assert_eq (memcmp (out, m[i].data, len), 0);
+  }
+  struct vmdr_digest other;
+  vmdr_digest (VMDR_HASH_SHA256, "x", 1, &other);
+  cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_SHA256, b, blen, &other, out, sizeof out, &len),
+                -EILSEQ, "not a member");
+  cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_SHA256, b, blen, NULL, out, sizeof out, &len), -EINVAL);
+  /* Any byte spoiled: refused, never a crash. */
+  for (size_t at = 0; at < blen; at += 997) {
+    b[at] ^= 0x20;
+    int e = vmdr_blob_decode (z, VMDR_HASH_SHA256, b, blen, &m[3].d, out, sizeof out, &len);
+    cr_assert (e == -EBADMSG || e == -EILSEQ, "byte %zu: %d", at, e);
+    b[at] ^= 0x20;
+  }
+  /* Truncated: refused. */
+  for (size_t l = 0; l < blen; l += 4099)
+    cr_assert_neq (vmdr_blob_decode (z, VMDR_HASH_SHA256, b, l, &m[0].d, out, sizeof out, &len), 0);
+  /* A pack indexes each member at the group's offset. */
+  struct vmdr_pack_writer *w;
+  struct vmdr_pack_entry *e;
+  const void *pack;
+  void *idx;
+  size_t plen, ilen, ne;
+  struct vmdr_digest id;
+  cr_assert_eq (vmdr_pack_writer_new (1u << 20, &w), 0);
+  cr_assert_eq (vmdr_pack_add (w, b, blen), 0);
+  cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_SHA256, &pack, &plen, &idx, &ilen, &id), 0);
+  cr_assert_eq (vmdr_pack_index_parse (idx, ilen, &e, &ne), 0);
+  cr_assert_eq (ne, 8);
+  for (size_t i = 0; i < ne; i++) {
+    cr_assert_eq (e[i].offset, 0);
+    cr_assert_eq (e[i].stored_len, blen - VMDR_BLOB_HEADER_LEN);
+    cr_assert_eq (e[i].grouped, 1);
+  }
+  free (e);
+  free (idx);
+  vmdr_pack_writer_free (w);
+  free (b);
+}
+
+Test (blob, group_of_random_data_is_refused_and_bad_counts)
+{
+  struct vmdr_blob_member m[8];
+  size_t cap = vmdr_blob_group_bound (8, 8 * 65536), blen;
+  uint8_t *b = malloc (cap);
+
+  make_members (m, 8, 9);
+  uint64_t x = 88172645463325252ull;    /* xorshift64: no pattern zstd finds */
+  for (size_t i = 0; i < 8; i++) {
+    for (size_t j = 0; j < 65536; j++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      group_data[i][j] = (uint8_t) (x >> 24);
+    }
+    vmdr_digest (VMDR_HASH_SHA256, m[i].data, m[i].len, &m[i].d);
+  }
+  cr_assert_eq (vmdr_blob_encode_group (z, VMDR_HASH_SHA256, VMDR_BLOB_DATA, m, 8, b, cap, &blen),
+                -ERANGE, "no smaller than the plaintext: stored one by one instead");
+  /* Not contiguous in memory: the streaming path, same answer. */
+  struct vmdr_blob_member odd[2] = { m[1], m[0] };
+  cr_assert_eq (vmdr_blob_encode_group (z, VMDR_HASH_SHA256, VMDR_BLOB_DATA, odd, 2, b, cap, &blen),
+                -ERANGE);
+  make_members (m, 8, 11);
+  odd[0] = m[2];
+  odd[1] = m[0];
+  cr_assert_eq (vmdr_blob_encode_group (z, VMDR_HASH_SHA256, VMDR_BLOB_DATA, odd, 2, b, cap, &blen), 0);
+  cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_SHA256, b, blen, &m[2].d, group_data[7], 65536, &blen),
+                0);
+  cr_assert_eq (vmdr_blob_encode_group (z, VMDR_HASH_SHA256, VMDR_BLOB_DATA, m, 1, b, cap, &blen),
+                -EINVAL, "a group has two members at least");
+  cr_assert_eq (vmdr_blob_encode_group (z, VMDR_HASH_SHA256, VMDR_BLOB_DATA, m, 8, b, 100, &blen),
+                -EINVAL, "room");
+  free (b);
+}
+
 Test (blob, every_damage_is_caught)
 {
   static uint8_t text[4096], out[4096];
@@ -242,8 +359,28 @@ Test (config, rejects)
   snprintf (buf, sizeof buf, "%s", json);
   char *v = strstr (buf, "\"version\":1");
   cr_assert_not_null (v, "%s", buf);
-  v[10] = '2';
+  v[10] = '3';
   cr_assert_eq (vmdr_repo_config_parse (buf, strlen (buf), &c), -EPROTONOSUPPORT);
+  /* Version 2 needs its group size, in range. */
+  v[10] = '2';
+  cr_assert_eq (vmdr_repo_config_parse (buf, strlen (buf), &c), -EBADMSG, "no group_size");
+  {
+    struct vmdr_repo_config g;
+    char *gj;
+    cr_assert_eq (vmdr_repo_config_default (&g), 0);
+    cr_assert_eq (g.version, 2);
+    cr_assert_eq (vmdr_repo_config_format (&g, &gj), 0);
+    cr_assert_eq (vmdr_repo_config_parse (gj, strlen (gj), &c), 0);
+    cr_assert_eq (c.group_size, 4u << 20);
+    char *gs = strstr (gj, "\"group_size\":4194304");
+    cr_assert_not_null (gs, "%s", gj);
+    memcpy (gs + 13, "8388608", 7);   /* above what a restore batch holds */
+    cr_assert_eq (vmdr_repo_config_parse (gj, strlen (gj), &c), -EINVAL);
+    memcpy (gs + 13, "0000000", 7);   /* no groups: fine */
+    cr_assert_eq (vmdr_repo_config_parse (gj, strlen (gj), &c), 0);
+    cr_assert_eq (c.group_size, 0);
+    free (gj);
+  }
   /* Out of range chunk size. */
   snprintf (buf, sizeof buf, "%s", json);
   char *cs = strstr (buf, "\"chunk_size\":65536");

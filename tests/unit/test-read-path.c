@@ -29,6 +29,14 @@ small_packs (struct vmdr_repo_config *c)
   c->pack_size = 1u << 20;      /* several packs even for small images */
 }
 
+/* The same, a blob per chunk (no groups): damage lands on one chunk. */
+static void
+single_blobs (struct vmdr_repo_config *c)
+{
+  small_packs (c);
+  c->group_size = 0;
+}
+
 /* LEN bytes of a pattern that differs with SEED, half of it compressible. */
 static void
 fill (uint8_t *p, size_t len, unsigned seed)
@@ -634,7 +642,7 @@ Test (disk_read, ordered_sink_calls_in_disk_order)
     { 0, 9u << 20 }, { (12u << 20) + 5, 70000 }, { 14u << 20, 10u << 20 },
   };
   const uint64_t size = (24u << 20) + 4097;
-  struct vmdr_repo *r = scratch_repo (small_packs);
+  struct vmdr_repo *r = scratch_repo (single_blobs);
   struct ordered_sink s = { .size = size };
   struct vmdr_disk_read_stats st;
   struct vmdr_restore_error where;
@@ -696,7 +704,7 @@ Test (disk_read, damage_reported_in_place_and_the_rest_written)
 {
   static const uint64_t regions[][2] = { { 0, 6u << 20 } };
   const uint64_t size = 8u << 20;
-  struct vmdr_repo *r = scratch_repo (small_packs);
+  struct vmdr_repo *r = scratch_repo (single_blobs);
   struct damage_log log = { 0 };
   struct vmdr_disk_read_stats st;
   struct vmdr_restore_error where;

@@ -20,12 +20,15 @@
 #include "scratch-repo.h"
 
 static uint32_t fanout_wanted;
+static bool single_blobs;       /* no groups: damage lands on one chunk */
 
 static void
 tune (struct vmdr_repo_config *c)
 {
   c->fanout = fanout_wanted;
   c->pack_size = 1u << 20;      /* several packs even for small images */
+  if (single_blobs)
+    c->group_size = 0;
 }
 
 static struct vmdr_repo *
@@ -335,7 +338,9 @@ Test (disk, grow_and_shrink_against_parent)
 Test (disk, damaged_chunk_names_its_offset)
 {
   static const uint64_t regions[][2] = { { 0, 2u << 20 } };
+  single_blobs = true;
   struct vmdr_repo *r = make_repo (16);
+  single_blobs = false;
   struct vmdr_disk_tree t;
   struct vmdr_disk_write_stats st;
   struct vmdr_restore_error err;
