@@ -26,7 +26,11 @@
  *
  * Build: cc -O2 -Wall -Wextra -o cpulimit cpulimit.c \
  *            -lzstd -lb2 -lxxhash -lcrypto -lpthread
- * Usage: cpulimit [-H sha256|blake2b-256] [-l LEVEL] [-s CHUNK] [-j THREADS]
+ * With -g GROUP (format version 2's group_size), a worker takes the chunks
+ * of one aligned GROUP run at a time and compresses those it stores as one
+ * frame, as the writer does.
+ *
+ * Usage: cpulimit [-H sha256|blake2b-256] [-l LEVEL] [-s CHUNK] [-g GROUP] [-j THREADS]
  *                 [-r REPEAT] IMAGE
  */
 #include "../cpulimit-common.h"
@@ -44,6 +48,9 @@ xcalloc (size_t n, size_t size)
 /* ---- the image and its chunks -------------------------------------------- */
 
 static uint8_t *unique;         /* per entry of chunks: first copy, non-zero */
+static size_t gs;               /* group size (-g), the chunk size if none */
+static size_t *group_start;     /* entries of chunks starting each group */
+static size_t ngroups;
 
 /* Open addressing over digests, to find the first copy of each chunk. */
 static bool
@@ -89,55 +96,81 @@ new_cctx (void)
   return c;
 }
 
+/* Compress the N pieces (P[i], L[i] bytes) as one frame into OUT (CAP
+ * bytes at most: raw when it does not fit), as storage/blob.c does for a
+ * blob or a group: in place when they lie side by side, else through a
+ * copy (zstd's streaming window copies them too).  The bytes stored. */
+static size_t
+compress_pieces (ZSTD_CCtx *cctx, const uint8_t **p, const size_t *l, size_t n,
+                 uint8_t *scratch, uint8_t *out, size_t total)
+{
+  const uint8_t *src = p[0];
+  size_t c;
+
+  for (size_t i = 1; i < n && src != scratch; i++)
+    if (p[i - 1] + l[i - 1] != p[i]) {
+      size_t at = 0;
+      for (size_t k = 0; k < n; at += l[k++])
+        memcpy (scratch + at, p[k], l[k]);
+      src = scratch;
+    }
+  c = ZSTD_compress2 (cctx, out, total - 1, src, total);
+  if (ZSTD_isError (c)) {
+    if (ZSTD_getErrorCode (c) != ZSTD_error_dstSize_tooSmall)
+      die ("zstd: %s", ZSTD_getErrorName (c));
+    memcpy (out, src, total);
+    c = total;
+  }
+  return c;
+}
+
 static void *
 worker_main (void *arg)
 {
   struct worker *w = arg;
   ZSTD_CCtx *cctx = new_cctx ();
-  size_t cap = BLOB_HEADER + ZSTD_compressBound (cs);
-  uint8_t *blob = xcalloc (1, cap), d[DIGEST_LEN];
-  const size_t batch = 16;
+  size_t cap = BLOB_HEADER + ZSTD_compressBound (gs), stored;
+  uint8_t *blob = xcalloc (1, cap), *scratch = xcalloc (1, gs), d[DIGEST_LEN];
+  const uint8_t **p = xcalloc (gs / cs, sizeof *p);
+  size_t *l = xcalloc (gs / cs, sizeof *l);
 
   for (;;) {
-    size_t first = atomic_fetch_add (&w->wk->next, batch);
+    size_t g = atomic_fetch_add (&w->wk->next, 1), n = 0, total = 0;
 
-    if (first >= nchunks)
+    if (g >= ngroups)
       break;
-    for (size_t k = first; k < first + batch && k < nchunks; k++) {
-      const uint8_t *p = img + (size_t) chunks[k] * cs;
-      size_t len = chunk_len (chunks[k]), c;
+    /* A group: the chunks of one aligned GS run, compressed together. */
+    for (size_t k = group_start[g]; k < group_start[g + 1]; k++) {
+      const uint8_t *q = img + (size_t) chunks[k] * cs;
+      size_t len = chunk_len (chunks[k]);
 
-      if (is_zero (p, len))
+      if (is_zero (q, len))
         continue;
       w->nonzero += len;
-      digest (p, len, d);
+      digest (q, len, d);
       w->sink += d[0];
-      if (w->wk->vmdr) {
-        if (!unique[k])
-          continue;
-        w->uniq += len;
-        c = ZSTD_compress2 (cctx, blob + BLOB_HEADER, len - 1, p, len);
-        if (ZSTD_isError (c)) {
-          if (ZSTD_getErrorCode (c) != ZSTD_error_dstSize_tooSmall)
-            die ("zstd: %s", ZSTD_getErrorName (c));
-          memcpy (blob + BLOB_HEADER, p, len);
-          c = len;
-        }
-        w->sink += XXH3_64bits (blob + BLOB_HEADER, c);
-        digest (blob, BLOB_HEADER + c, d);      /* the pack id's share */
-        w->sink += d[0];
-        w->stored += c;
-      }
-      else {
-        c = ZSTD_compress2 (cctx, blob, cap, p, len);
-        if (ZSTD_isError (c))
-          die ("zstd: %s", ZSTD_getErrorName (c));
-        w->stored += c < len ? c : len;
-      }
+      if (w->wk->vmdr && !unique[k])
+        continue;
+      p[n] = q;
+      l[n++] = len;
+      total += len;
+    }
+    if (n == 0)
+      continue;
+    stored = compress_pieces (cctx, p, l, n, scratch, blob + BLOB_HEADER, total);
+    w->stored += stored;
+    if (w->wk->vmdr) {
+      w->uniq += total;
+      w->sink += XXH3_64bits (blob + BLOB_HEADER, stored);
+      digest (blob, BLOB_HEADER + stored, d);   /* the pack id's share */
+      w->sink += d[0];
     }
   }
   ZSTD_freeCCtx (cctx);
   free (blob);
+  free (scratch);
+  free (p);
+  free (l);
   return NULL;
 }
 
@@ -192,11 +225,12 @@ main (int argc, char **argv)
 
   cs = 64 << 10;
   level = 1;
-  while ((c = getopt (argc, argv, "H:l:s:j:r:")) != -1)
+  while ((c = getopt (argc, argv, "H:l:s:g:j:r:")) != -1)
     switch (c) {
     case 'H': hash = optarg; break;
     case 'l': level = atoi (optarg); break;
     case 's': cs = (size_t) strtoul (optarg, NULL, 10); break;
+    case 'g': gs = (size_t) strtoul (optarg, NULL, 10); break;
     case 'j': threads = (unsigned) atoi (optarg); break;
     case 'r': repeat = (unsigned) atoi (optarg); break;
     default:
@@ -210,8 +244,11 @@ main (int argc, char **argv)
     use_sha = true;
   else if (strcmp (hash, "blake2b-256") != 0)
     die ("unknown hash %s", hash);
+  if (gs == 0)
+    gs = cs;
   if (cs < 4096 || (cs & (cs - 1)) || threads < 1 || threads > MAX_THREADS
-      || level < ZSTD_minCLevel () || level > ZSTD_maxCLevel () || repeat < 1)
+      || level < ZSTD_minCLevel () || level > ZSTD_maxCLevel () || repeat < 1
+      || gs < cs || (gs & (gs - 1)) || gs > (16u << 20))
     die ("bad option");
 
   fd = open (argv[optind], O_RDONLY | O_CLOEXEC);
@@ -225,6 +262,13 @@ main (int argc, char **argv)
   if (img == MAP_FAILED)
     die ("mmap: %s", strerror (errno));
   close (fd);
+
+  /* Untimed: where each group starts (chunks lie in disk order). */
+  group_start = xcalloc (nchunks + 1, sizeof *group_start);
+  for (size_t k = 0; k < nchunks; k++)
+    if (k == 0 || chunks[k] / (gs / cs) != chunks[k - 1] / (gs / cs))
+      group_start[ngroups++] = k;
+  group_start[ngroups] = nchunks;
 
   /* Untimed: which chunks are the first copy of their contents. */
   unique = xcalloc (nchunks, 1);
@@ -271,5 +315,6 @@ main (int argc, char **argv)
   munmap ((void *) img, img_len);
   free (chunks);
   free (unique);
+  free (group_start);
   return 0;
 }

@@ -413,16 +413,17 @@ done
 hash=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["hash"])' "repo-j$jmax/config")
 level=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["compression"]["level"])' "repo-j$jmax/config")
 chunk=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunk_size"])' "repo-j$jmax/config")
+group=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("group_size", 0))' "repo-j$jmax/config")
 log ""
 log "repository config: hash $hash, zstd level $level, chunk $chunk bytes"
 
 # ---- the CPU limit ---------------------------------------------------------------
 log ""
-log "## CPU limit: $hash + zstd $level at $chunk-byte chunks, no I/O (cpulimit.c; image mapped and faulted in first), medians of $rounds rounds"
+log "## CPU limit: $hash + zstd $level at $chunk-byte chunks in $group-byte groups, no I/O (cpulimit.c; image mapped and faulted in first), medians of $rounds rounds"
 : >cpulimit.lines
 cat img.raw >/dev/null
 for (( round = 1; round <= rounds; round++ )); do
-  NODROP=1 timed cpu-limit ./cpulimit -H "$hash" -l "$level" -s "$chunk" -j "$jmax" img.raw
+  NODROP=1 timed cpu-limit ./cpulimit -H "$hash" -l "$level" -s "$chunk" -g "$group" -j "$jmax" img.raw
   tee -a "$results" <cmd.out
   cat cmd.err >>cpulimit.lines
 done

@@ -146,4 +146,27 @@ tap_ok "... sending at least 32 MiB less than all ($resent bytes)" test "$resent
 vmdr-restore -q -r "$K" big@latest -o "$T/o"
 tap_ok "... and the snapshot restores equal" cmp "$T/big" "$T/o/big-vda.raw"
 
+# --- group blobs: copied whole into a version 2 repository, one chunk at a
+# time into a version 1 one (which cannot hold them)
+GS=$T/gsrc
+vmdr-init -q -r "$GS"
+cat /usr/bin/* 2>/dev/null | head -c $((12 << 20)) > "$T/g.raw"
+gid=$(repo-image put "$GS" grp vda="$T/g.raw") || tap_bail "put compressible data"
+vmdr-replicate -q -r "$GS" --to "$T/gdst"
+tap_ok "groups replicate: the copy verifies" vmdr-verify -q -r "$T/gdst"
+tap_ok "... restores equal" sh -c "repo-image get '$T/gdst' '$gid' vda '$T/g1.out' && cmp '$T/g.raw' '$T/g1.out'"
+tap_is "... and takes no more room than the source's data" \
+  "$(( $(du -sb "$T/gdst/data" | cut -f1) <= $(du -sb "$GS/data" | cut -f1) ))" 1
+vmdr-init -q -r "$T/v1" --group-size 0
+python3 - "$T/v1/config" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["version"] = 1; del c["group_size"]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+vmdr-replicate -q -r "$GS" --to "$T/v1"; st=$?
+tap_is "into a version 1 repository: done" "$st" 0
+tap_is "... no group blob in it" \
+  "$(python3 -c 'import glob,sys; print(max(open(p,"rb").read(6)[5] for p in glob.glob(sys.argv[1]+"/data/*/*")))' "$T/v1")" 1
+tap_ok "... verifies and restores equal" sh -c "vmdr-verify -q -r '$T/v1' && repo-image get '$T/v1' '$gid' vda '$T/g2.out' && cmp '$T/g.raw' '$T/g2.out'"
+
 tap_done
