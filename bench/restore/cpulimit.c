@@ -20,7 +20,11 @@
  *
  * Build: cc -O2 -Wall -Wextra -o cpulimit cpulimit.c \
  *            -lzstd -lb2 -lxxhash -lcrypto -lpthread
- * Usage: cpulimit [-H sha256|blake2b-256] [-l LEVEL] [-s CHUNK] [-j THREADS]
+ * With -g GROUP (format version 2's group_size), the unit is the non-zero
+ * chunks of one aligned GROUP run, encoded as one frame (a 4 MiB window),
+ * decoded once, each member's digest checked and the member copied out.
+ *
+ * Usage: cpulimit [-H sha256|blake2b-256] [-l LEVEL] [-s CHUNK] [-g GROUP] [-j THREADS]
  *                 [-r REPEAT] IMAGE
  */
 #include "../cpulimit-common.h"
@@ -35,15 +39,22 @@ xmalloc (size_t size)
   return p;
 }
 
-/* One encoded non-zero chunk: header (as blob.c lays it out) + payload. */
+/* One encoded unit: a non-zero chunk, or (-g) the non-zero chunks of one
+ * aligned group compressed as one frame; header (as blob.c lays it out)
+ * + payload. */
 struct blob {
   uint8_t *p;
   uint32_t raw_len, stored_len;
   bool zstd;
-  uint8_t digest[DIGEST_LEN];
+  size_t n;                     /* members: 1 for a single blob */
+  uint32_t *lens;
+  uint8_t (*digests)[DIGEST_LEN];
 };
 
-static struct blob *blobs;      /* per entry of chunks; p NULL: all zero */
+static struct blob *blobs;      /* per group; p NULL: all zero */
+static size_t gs;               /* group size (-g), the chunk size if none */
+static size_t *group_start;     /* entries of chunks starting each group */
+static size_t ngroups;
 
 /* XXH3-64 of the header without its checksum field, and the payload. */
 static uint64_t
@@ -72,29 +83,45 @@ struct worker {
 };
 
 static void
-encode_one (ZSTD_CCtx *c, size_t k, struct worker *w)
+encode_one (ZSTD_CCtx *c, size_t g, struct worker *w)
 {
-  const uint8_t *p = img + (size_t) chunks[k] * cs;
-  size_t len = chunk_len (chunks[k]), n;
-  struct blob *b = &blobs[k];
-  uint8_t *tmp;
+  struct blob *b = &blobs[g];
+  size_t n, len, raw = 0, cap = gs / cs;
+  uint8_t *plain = xmalloc (gs), *tmp;
 
-  if (is_zero (p, len))
+  b->lens = xmalloc (cap * sizeof *b->lens);
+  b->digests = xmalloc (cap * sizeof *b->digests);
+  for (size_t k = group_start[g]; k < group_start[g + 1]; k++) {
+    const uint8_t *p = img + (size_t) chunks[k] * cs;
+    len = chunk_len (chunks[k]);
+    if (is_zero (p, len))
+      continue;
+    digest (p, len, b->digests[b->n]);
+    b->lens[b->n++] = (uint32_t) len;
+    memcpy (plain + raw, p, len);
+    raw += len;
+  }
+  if (b->n == 0) {
+    free (plain);
     return;
-  digest (p, len, b->digest);
-  tmp = xmalloc (BLOB_HEADER + len);
-  n = ZSTD_compress2 (c, tmp + BLOB_HEADER, len - 1, p, len);
+  }
+  /* A group's window spans it, as storage/blob.c sets. */
+  if (ZSTD_isError (ZSTD_CCtx_reset (c, ZSTD_reset_session_only)) ||
+      ZSTD_isError (ZSTD_CCtx_setParameter (c, ZSTD_c_windowLog, b->n > 1 ? 22 : 0)))
+    die ("zstd: window");
+  tmp = xmalloc (BLOB_HEADER + raw);
+  n = ZSTD_compress2 (c, tmp + BLOB_HEADER, raw - 1, plain, raw);
   if (ZSTD_isError (n)) {
     if (ZSTD_getErrorCode (n) != ZSTD_error_dstSize_tooSmall)
       die ("zstd: %s", ZSTD_getErrorName (n));
-    memcpy (tmp + BLOB_HEADER, p, len);
-    n = len;
+    memcpy (tmp + BLOB_HEADER, plain, raw);
+    n = raw;
   }
   else
     b->zstd = true;
   memset (tmp, 0, BLOB_HEADER);
-  memcpy (tmp + 24, b->digest, DIGEST_LEN);
-  b->raw_len = (uint32_t) len;
+  memcpy (tmp + 24, b->digests[0], DIGEST_LEN);
+  b->raw_len = (uint32_t) raw;
   b->stored_len = (uint32_t) n;
   {
     uint64_t x = checksum (tmp, n);
@@ -103,34 +130,43 @@ encode_one (ZSTD_CCtx *c, size_t k, struct worker *w)
   b->p = realloc (tmp, BLOB_HEADER + n);
   if (!b->p)
     die ("out of memory");
-  w->nonzero += len;
+  free (plain);
+  w->nonzero += raw;
   w->stored += n;
 }
 
 /* ---- timed: decoding ----------------------------------------------------------- */
 
+/* A blob's XXH3, decompression (or a copy) into PLAIN, each member's digest
+ * checked; a group's members then copied out to OUT, as repo.c's
+ * get_members does (a single blob decodes into its output directly). */
 static void
-decode_one (ZSTD_DCtx *d, uint8_t *out, size_t k, struct worker *w)
+decode_one (ZSTD_DCtx *d, uint8_t *plain, uint8_t *out, size_t g, struct worker *w)
 {
-  const struct blob *b = &blobs[k];
+  const struct blob *b = &blobs[g];
   uint8_t got[DIGEST_LEN];
+  size_t off = 0;
   uint64_t x;
 
   if (!b->p)
     return;
   memcpy (&x, b->p + 16, sizeof x);
   if (checksum (b->p, b->stored_len) != x)
-    die ("checksum mismatch at chunk %zu", k);
+    die ("checksum mismatch at group %zu", g);
   if (b->zstd) {
-    size_t n = ZSTD_decompressDCtx (d, out, b->raw_len, b->p + BLOB_HEADER, b->stored_len);
+    size_t n = ZSTD_decompressDCtx (d, plain, b->raw_len, b->p + BLOB_HEADER, b->stored_len);
     if (ZSTD_isError (n) || n != b->raw_len)
-      die ("zstd: cannot decode chunk %zu", k);
+      die ("zstd: cannot decode group %zu", g);
   }
   else
-    memcpy (out, b->p + BLOB_HEADER, b->raw_len);
-  digest (out, b->raw_len, got);
-  if (memcmp (got, b->p + 24, DIGEST_LEN) != 0 || memcmp (got, b->digest, DIGEST_LEN) != 0)
-    die ("digest mismatch at chunk %zu", k);
+    memcpy (plain, b->p + BLOB_HEADER, b->raw_len);
+  for (size_t i = 0; i < b->n; off += b->lens[i++]) {
+    digest (plain + off, b->lens[i], got);
+    if (memcmp (got, b->digests[i], DIGEST_LEN) != 0)
+      die ("digest mismatch in group %zu", g);
+    if (b->n > 1)
+      memcpy (out, plain + off, b->lens[i]);
+  }
   w->nonzero += b->raw_len;
   w->stored += b->stored_len;
 }
@@ -141,8 +177,8 @@ worker_main (void *arg)
   struct worker *w = arg;
   ZSTD_CCtx *c = NULL;
   ZSTD_DCtx *d = NULL;
-  uint8_t *out = xmalloc (cs);
-  const size_t batch = 16;
+  uint8_t *plain = xmalloc (gs), *out = xmalloc (cs);
+  const size_t batch = gs > cs ? 1 : 16;
 
   if (w->wk->decode) {
     if (!(d = ZSTD_createDCtx ()))
@@ -156,17 +192,18 @@ worker_main (void *arg)
   for (;;) {
     size_t first = atomic_fetch_add (&w->wk->next, batch);
 
-    if (first >= nchunks)
+    if (first >= ngroups)
       break;
-    for (size_t k = first; k < first + batch && k < nchunks; k++) {
+    for (size_t g = first; g < first + batch && g < ngroups; g++) {
       if (d)
-        decode_one (d, out, k, w);
+        decode_one (d, plain, out, g, w);
       else
-        encode_one (c, k, w);
+        encode_one (c, g, w);
     }
   }
   ZSTD_freeCCtx (c);
   ZSTD_freeDCtx (d);
+  free (plain);
   free (out);
   return NULL;
 }
@@ -223,11 +260,12 @@ main (int argc, char **argv)
 
   cs = 64 << 10;
   level = 1;
-  while ((c = getopt (argc, argv, "H:l:s:j:r:")) != -1)
+  while ((c = getopt (argc, argv, "H:l:s:g:j:r:")) != -1)
     switch (c) {
     case 'H': hash = optarg; break;
     case 'l': level = atoi (optarg); break;
     case 's': cs = (size_t) strtoul (optarg, NULL, 10); break;
+    case 'g': gs = (size_t) strtoul (optarg, NULL, 10); break;
     case 'j': threads = (unsigned) atoi (optarg); break;
     case 'r': repeat = (unsigned) atoi (optarg); break;
     default:
@@ -241,8 +279,11 @@ main (int argc, char **argv)
     use_sha = true;
   else if (strcmp (hash, "blake2b-256") != 0)
     die ("unknown hash %s", hash);
+  if (gs == 0)
+    gs = cs;
   if (cs < 4096 || (cs & (cs - 1)) || threads < 1 || threads > MAX_THREADS
-      || level < ZSTD_minCLevel () || level > ZSTD_maxCLevel () || repeat < 1)
+      || level < ZSTD_minCLevel () || level > ZSTD_maxCLevel () || repeat < 1
+      || gs < cs || (gs & (gs - 1)) || gs > (16u << 20))
     die ("bad option");
 
   fd = open (argv[optind], O_RDONLY | O_CLOEXEC);
@@ -257,7 +298,13 @@ main (int argc, char **argv)
     die ("mmap: %s", strerror (errno));
   close (fd);
 
-  blobs = calloc (nchunks ? nchunks : 1, sizeof *blobs);
+  /* Groups on the grid of GS bytes, as the writer makes them. */
+  group_start = xmalloc ((nchunks + 1) * sizeof *group_start);
+  for (size_t k = 0; k < nchunks; k++)
+    if (k == 0 || chunks[k] / (gs / cs) != chunks[k - 1] / (gs / cs))
+      group_start[ngroups++] = k;
+  group_start[ngroups] = nchunks;
+  blobs = calloc (ngroups ? ngroups : 1, sizeof *blobs);
   if (!blobs)
     die ("out of memory");
   run (false, threads, &wall, &cpu, &nz, &st);     /* untimed: the blobs */
@@ -278,9 +325,13 @@ main (int argc, char **argv)
     if (threads > 1)
       timed (threads);
   }
-  for (size_t k = 0; k < nchunks; k++)
-    free (blobs[k].p);
+  for (size_t g = 0; g < ngroups; g++) {
+    free (blobs[g].p);
+    free (blobs[g].lens);
+    free (blobs[g].digests);
+  }
   free (blobs);
+  free (group_start);
   free (chunks);
   return 0;
 }

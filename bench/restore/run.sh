@@ -305,10 +305,11 @@ rm -rf out; mkdir out
 hash=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["hash"])' repo/config)
 level=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["compression"]["level"])' repo/config)
 chunk=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunk_size"])' repo/config)
+group=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("group_size", 0))' repo/config)
 log ""
-log "## CPU limit: decode + verify ($hash, zstd $level blobs, $chunk-byte chunks) of ref.raw's non-zero chunks, $ncpu threads, no I/O"
+log "## CPU limit: decode + verify ($hash, zstd $level blobs, $chunk-byte chunks in $group-byte groups) of ref.raw's non-zero chunks, $ncpu threads, no I/O"
 run cc -O2 -Wall -Wextra -o cpulimit "$here/cpulimit.c" -lzstd -lb2 -lxxhash -lcrypto -lpthread
-NODROP=1 timed cpu-limit-run ./cpulimit -H "$hash" -l "$level" -s "$chunk" -j "$ncpu" ref.raw
+NODROP=1 timed cpu-limit-run ./cpulimit -H "$hash" -l "$level" -s "$chunk" -g "$group" -j "$ncpu" ref.raw
 tee -a "$results" <cmd.out
 cp cmd.err cpulimit.lines
 W[cpu-limit]=$(awk -v j="$ncpu" '$1 == "CPULIMIT" && $3 == j { print $4 }' cpulimit.lines)
