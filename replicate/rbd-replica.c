@@ -952,6 +952,7 @@ struct applier {
   rbd_image_t image;
   uint64_t size;
   uint32_t chunk_size;
+  uint64_t per;                 /* chunks in the source's groups (1: none) */
   const struct vmdr_rbd_opts *o;
   struct vmdr_rbd_stats *st;
   uint64_t *bw_bytes;           /* the run's bytes written, for --bwlimit */
@@ -1047,6 +1048,11 @@ worker (void *opaque)
     }
     size_t n = 0;
     while (a->count > 0 && n < ws->batch) {
+      /* Whole groups to a batch where they fit: a group split between
+       * two workers would be decompressed twice. */
+      uint64_t g = a->q[a->head].index / a->per;
+      if (n > 0 && g != jobs[n - 1].index / a->per && n + a->per > ws->batch)
+        break;
       jobs[n++] = a->q[a->head];
       a->head = (a->head + 1) % QUEUE_MAX;
       a->count--;
@@ -1155,8 +1161,10 @@ apply_diff (struct vmdr_repo *src, rbd_image_t image, const struct vmdr_disk_tre
             struct vmdr_rbd_stats *st, uint64_t *bw_bytes, double bw_t0,
             struct vmdr_digest *bad, uint64_t *bad_index)
 {
+  uint32_t group = vmdr_repo_config (src)->group_size;
   struct applier a = {
     .src = src, .image = image, .size = new->virtual_size, .chunk_size = new->chunk_size,
+    .per = group > new->chunk_size ? group / new->chunk_size : 1,
     .o = o, .st = st, .bw_bytes = bw_bytes, .bw_t0 = bw_t0,
   };
   struct worker_state ws[VMDR_MAX_THREADS] = { { 0 } };
