@@ -8,6 +8,7 @@
 #ifndef VMDR_PACK_H
 #define VMDR_PACK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,10 +54,12 @@ const struct vmdr_pack_entry *vmdr_pack_entries (const struct vmdr_pack_writer *
 
 /* Finish the pack: *pack (the writer's own buffer, valid until the writer
  * is reset or freed) and *index (malloc'd, the caller's) are the objects
- * to put, pack first; *id is the pack's digest under H.  The writer is
+ * to put, pack first; *id, its name, is the digest under H of its bytes
+ * (BY_BYTES: an S3 put signs it as the payload's SHA-256), else of its
+ * XXH3-128 and its index (docs/repository-format.md section 1).  The writer is
  * sealed afterwards: adds fail with -EINVAL until vmdr_pack_writer_reset.
  * -ENODATA if it holds no blob, -ENOMEM. */
-int vmdr_pack_finish (struct vmdr_pack_writer *w, enum vmdr_hash h,
+int vmdr_pack_finish (struct vmdr_pack_writer *w, enum vmdr_hash h, bool by_bytes,
                       const void **pack, size_t *pack_len,
                       void **index, size_t *index_len,
                       struct vmdr_digest *id);

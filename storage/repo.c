@@ -460,7 +460,10 @@ write_detached (struct vmdr_repo *r, struct vmdr_pack_writer *w, uint64_t seq)
   uint32_t no;
   int ret;
 
-  ret = vmdr_pack_finish (w, r->cfg.hash, &pack, &plen, &index, &ilen, &id);
+  /* A backend that signs a payload's SHA-256 gets it as the pack's name;
+   * others, a name that costs no second pass over the pack. */
+  bool by_sha = r->cfg.hash == VMDR_HASH_SHA256 && r->b->ops->put_sha256;
+  ret = vmdr_pack_finish (w, r->cfg.hash, by_sha, &pack, &plen, &index, &ilen, &id);
   /* After a pack failed, no later one may become visible: packs appear in
    * the order they were filled, so an index node is never there without
    * the chunks below it (replication resumes on that). */
@@ -470,8 +473,7 @@ write_detached (struct vmdr_repo *r, struct vmdr_pack_writer *w, uint64_t seq)
   pthread_mutex_unlock (&r->lock);
   if (ret == 0) {
     vmdr_pack_key (&id, key);
-    /* A SHA-256 repository names a pack by its bytes' SHA-256. */
-    if (r->cfg.hash == VMDR_HASH_SHA256)
+    if (by_sha)
       ret = vmdr_backend_put_sha256 (r->b, key, pack, plen, 0, id.b);
     else
       ret = r->b->ops->put (r->b, key, pack, plen, 0);

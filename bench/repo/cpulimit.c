@@ -12,8 +12,8 @@
  *           each distinct chunk only (duplicates are found by digest and not
  *           compressed; which copies those are is worked out before timing),
  *           zstd into at most len - 1 bytes (raw if that fails), the blob's
- *           XXH3-64 and the digest of the stored bytes (the pack id is the
- *           digest of the whole pack).
+ *           XXH3-64 and the XXH3-128 of the stored bytes (a local pack is
+ *           named by the digest of its XXH3-128 and index).
  *
  * Data regions are found with SEEK_DATA/SEEK_HOLE and rounded out to whole
  * chunks, as vmdr does (replicate/disk-io.c, vmdr_file_data_ranges).  zstd
@@ -164,8 +164,8 @@ worker_main (void *arg)
     if (w->wk->vmdr) {
       w->uniq += total;
       w->sink += XXH3_64bits (blob + BLOB_HEADER, stored);
-      digest (blob, BLOB_HEADER + stored, d);   /* the pack id's share */
-      w->sink += d[0];
+      /* The pack name's share: a local pack is named by its XXH3-128. */
+      w->sink += XXH3_128bits (blob, BLOB_HEADER + stored).low64;
     }
   }
   ZSTD_freeCCtx (cctx);

@@ -139,7 +139,7 @@ Test (blob, group_round_trip_members_and_damage)
   struct vmdr_digest id;
   cr_assert_eq (vmdr_pack_writer_new (1u << 20, &w), 0);
   cr_assert_eq (vmdr_pack_add (w, b, blen), 0);
-  cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_SHA256, &pack, &plen, &idx, &ilen, &id), 0);
+  cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_SHA256, true, &pack, &plen, &idx, &ilen, &id), 0);
   cr_assert_eq (vmdr_pack_index_parse (idx, ilen, &e, &ne), 0);
   cr_assert_eq (ne, 8);
   for (size_t i = 0; i < ne; i++) {
@@ -265,7 +265,7 @@ Test (pack, finish_and_parse)
       cr_assert_eq (vmdr_pack_add (w, b, blen), 0);
     free (b);
   }
-  cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_BLAKE2B256, &pack, &plen, &index, &ilen, &id), 0);
+  cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_BLAKE2B256, true, &pack, &plen, &index, &ilen, &id), 0);
   cr_assert_eq (vmdr_pack_index_parse (index, ilen, &e, &n), 0);
   cr_assert_eq (n, 3);
   for (size_t i = 0; i < n; i++) {
@@ -294,7 +294,7 @@ Test (pack, finish_and_parse)
   }
   cr_assert_eq (vmdr_pack_index_parse (index, ilen - 1, &e2, &n2), -EBADMSG);
   cr_assert_eq (vmdr_pack_index_parse (index, 3, &e2, &n2), -EBADMSG);
-  cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_BLAKE2B256, &pack, &plen, &index, &ilen, &id), -ENODATA);
+  cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_BLAKE2B256, true, &pack, &plen, &index, &ilen, &id), -ENODATA);
 
   /* Sealed until reset; then a new pack in the same buffers. */
   size_t blen0;
@@ -305,11 +305,27 @@ Test (pack, finish_and_parse)
   cr_assert_eq (vmdr_pack_count (w), 0);
   cr_assert_eq (vmdr_pack_add (w, b0, blen0), 0);
   void *index2;
-  cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_BLAKE2B256, &pack, &plen, &index2, &ilen, &id), 0);
+  cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_BLAKE2B256, true, &pack, &plen, &index2, &ilen, &id), 0);
   cr_assert_eq (plen, blen0 + 8 + VMDR_PACK_ENTRY_LEN + 8 + 8, "one blob, its index, trailer");
   cr_assert_eq (memcmp (pack, b0, blen0), 0);
   vmdr_digest (VMDR_HASH_BLAKE2B256, pack, plen, &check);
   cr_assert_eq (memcmp (&check, &id, 32), 0);
+  /* Named by its index and XXH3-128: the same pack the same name, another
+   * pack (one byte of a payload different) another. */
+  struct vmdr_digest cheap[3];
+  for (int k = 0; k < 3; k++) {
+    void *ix;
+    vmdr_pack_writer_reset (w);
+    if (k == 2)
+      b0[VMDR_BLOB_HEADER_LEN + 10] ^= 1;  /* checksum now wrong: a pack takes it */
+    cr_assert_eq (vmdr_pack_add (w, b0, blen0), 0);
+    cr_assert_eq (vmdr_pack_finish (w, VMDR_HASH_BLAKE2B256, false, &pack, &plen, &ix, &ilen,
+                                    &cheap[k]), 0);
+    free (ix);
+  }
+  cr_assert_neq (memcmp (&cheap[0], &id, 32), 0);
+  cr_assert_eq (memcmp (&cheap[0], &cheap[1], 32), 0);
+  cr_assert_neq (memcmp (&cheap[1], &cheap[2], 32), 0);
   free (b0);
   free (index2);
   free (index);
