@@ -284,6 +284,23 @@ write_direct (int fd, const void *data, size_t len)
 
   if (fl < 0 || fcntl (fd, F_SETFL, fl | O_DIRECT) < 0)
     return write_all (fd, data, len);
+  /* An aligned buffer (a pack writer's) goes out as it is, but its tail. */
+  if ((uintptr_t) p % DIRECT_ALIGN == 0) {
+    size_t n = len & ~(size_t) (DIRECT_ALIGN - 1);
+    while (done < n) {
+      ssize_t w = write (fd, p + done, n - done);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0)
+        break;                  /* refused (EINVAL) or failed: buffered */
+      done += (size_t) w;
+      if (done % DIRECT_ALIGN)
+        break;                  /* short and unaligned: the rest buffered */
+    }
+    if (fcntl (fd, F_SETFL, fl) < 0)
+      return -errno;
+    return write_all (fd, p + done, len - done);
+  }
   /* Mapped, not malloc()ed: page-aligned, and gone at once when unmapped
    * (an aligned block in malloc's heap keeps freed packs around it). */
   bounce = mmap (NULL, DIRECT_BOUNCE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

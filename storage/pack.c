@@ -66,6 +66,30 @@ grow (void **p, size_t *cap, size_t need, size_t elem)
   return 0;
 }
 
+/* The pack buffer grows page-aligned: a local backend writes an aligned
+ * buffer with O_DIRECT as it is, without a copy through a bounce buffer. */
+#define BUF_ALIGN 4096u
+
+static int
+grow_buf (struct vmdr_pack_writer *w, size_t need)
+{
+  size_t c = w->cap ? w->cap : (1u << 20);
+  uint8_t *q;
+
+  if (need <= w->cap)
+    return 0;
+  while (c < need)
+    c *= 2;
+  if ((q = aligned_alloc (BUF_ALIGN, c)) == NULL)
+    return -ENOMEM;
+  if (w->len)
+    memcpy (q, w->buf, w->len);
+  free (w->buf);
+  w->buf = q;
+  w->cap = c;
+  return 0;
+}
+
 int
 vmdr_pack_add (struct vmdr_pack_writer *w, const void *blob, size_t len)
 {
@@ -87,7 +111,7 @@ vmdr_pack_add (struct vmdr_pack_writer *w, const void *blob, size_t len)
     return -EINVAL;
   if (w->len + len > UINT32_MAX || w->n + members > VMDR_PACK_INDEX_MAX_ENTRIES)
     return -EFBIG;
-  if ((r = grow ((void **) &w->buf, &w->cap, w->len + len, 1)) < 0 ||
+  if ((r = grow_buf (w, w->len + len)) < 0 ||
       (r = grow ((void **) &w->entries, &w->ncap, w->n + members, sizeof *w->entries)) < 0)
     return r;
   for (size_t i = 0; i < members; i++) {
@@ -192,7 +216,7 @@ vmdr_pack_finish (struct vmdr_pack_writer *w, enum vmdr_hash h, bool by_bytes,
     return -ENOMEM;
   encode_index (w->entries, w->n, idx);
   /* The pack: blobs, the index copy, its length and the trailer magic. */
-  r = grow ((void **) &w->buf, &w->cap, w->len + ilen + 8, 1);
+  r = grow_buf (w, w->len + ilen + 8);
   if (r < 0) {
     free (idx);
     return r;
