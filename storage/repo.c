@@ -982,7 +982,9 @@ run_of (const struct blob_at *at, size_t found, size_t k, uint64_t *start, uint6
   for (j = k + 1; j < found && at[j].pack == at[k].pack &&
        at[j].offset <= *end + GAP_MAX; j++) {
     uint64_t e = at[j].offset + at[j].len > *end ? at[j].offset + at[j].len : *end;
-    if (e - *start > VMDR_GET_READ_MAX)
+    /* Members of a group already read stay in its run, however large:
+     * a group is read and decompressed once. */
+    if (e - *start > VMDR_GET_READ_MAX && e > *end)
       break;
     *end = e;
   }
