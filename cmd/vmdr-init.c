@@ -30,7 +30,7 @@ usage (FILE *fp, int status)
 "      --hash=NAME            sha256 or blake2b-256 (default: the faster on this CPU)\n"
 "      --compression-level=N  zstd level, -7 to 19 (2)\n"
 "      --group-size=SIZE      compress a disk's new chunks in groups of SIZE,\n"
-"                             the chunk size to 4M, or 0 for none (4M)\n"
+"                             the chunk size to 8M, or 0 for none (8M)\n"
 "      --pack-size=SIZE       target pack object size, 1M to 1G (16M)\n"
 "  -q, --quiet                print nothing on success\n"
 "  -h, --help                 show this help and exit\n"
@@ -123,7 +123,7 @@ main (int argc, char **argv)
   address = cmd_repo_address (repo_opt);
   if (vmdr_repo_config_check (&cfg) < 0)
     cli_usage_error ("chunk size must be a power of two from 64K to 4M, group size one "
-                     "from the chunk size to 4M or 0, pack size from 1M to 1G");
+                     "from the chunk size to 8M or 0, pack size from 1M to 1G");
 
   if ((r = make_dir (address)) < 0) {
     cli_error ("cannot create '%s': %s", address, strerror (-r));

@@ -518,7 +518,7 @@ vmdr_file_data_ranges (int fd, uint64_t size, uint32_t chunk,
  * vmdr_repo_get_chunks call (a few large pack reads, as a full backup's
  * chunks lie in pack order) and one write per run of chunks without a
  * hole between them, instead of a read and a write per chunk. */
-#define BATCH_BYTES (4u << 20)
+#define BATCH_BYTES (8u << 20)   /* VMDR_GROUP_SIZE_MAX: a group per batch */
 #define BATCH_MAX (BATCH_BYTES / VMDR_CHUNK_MIN)
 #define QUEUE_MAX 32            /* batches waiting for a worker */
 

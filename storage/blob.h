@@ -99,8 +99,9 @@ size_t vmdr_blob_group_bound (size_t n, size_t raw_len);
 /* Encode the N members M (2 .. VMDR_GROUP_MAX, distinct, non-zero digests
  * under H, RAW_LEN bytes in all at most VMDR_BLOB_MAX_RAW) as one group
  * blob of KIND into OUT (CAP bytes, at least vmdr_blob_group_bound).
- * Chunks that lie side by side compress together: a 4 MiB frame of a
- * disk's chunks is 12 % smaller than their 64 KiB frames, and made faster.
+ * Chunks that lie side by side compress together: an 8 MiB frame of a
+ * disk's chunks at zstd 2 is 14 % smaller than their 64 KiB frames at
+ * zstd 1, for about the same CPU.
  * 0, -EINVAL, -ERANGE (the frame is not smaller than the plaintext: store
  * the members one by one, raw), -EIO. */
 int vmdr_blob_encode_group (struct vmdr_zctx *z, enum vmdr_hash h, enum vmdr_blob_kind kind,

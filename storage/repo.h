@@ -38,9 +38,9 @@ struct vmdr_repo_config {
    * are stored as one group blob (0: one blob per chunk, version 1). */
   uint32_t group_size;
 };
-/* A restore reads 4 MiB batches: a bigger group would be decompressed by
+/* A restore reads 8 MiB batches: a bigger group would be decompressed by
  * each batch it spans. */
-#define VMDR_GROUP_SIZE_MAX (4u << 20)
+#define VMDR_GROUP_SIZE_MAX (8u << 20)
 
 /* The defaults vmdr-init uses: the hash by vmdr_hash_default, a fresh random
  * id, the creation time now.  0 or -errno (no randomness). */

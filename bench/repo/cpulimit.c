@@ -93,7 +93,7 @@ new_cctx (void)
       || ZSTD_isError (ZSTD_CCtx_setParameter (c, ZSTD_c_contentSizeFlag, 1))
       || ZSTD_isError (ZSTD_CCtx_setParameter (c, ZSTD_c_checksumFlag, 0))
       /* Groups: a window over the whole group, as storage/blob.c sets. */
-      || (gs > cs && ZSTD_isError (ZSTD_CCtx_setParameter (c, ZSTD_c_windowLog, 22))))
+      || (gs > cs && ZSTD_isError (ZSTD_CCtx_setParameter (c, ZSTD_c_windowLog, 23))))
     die ("zstd: cannot set up level %d", level);
   return c;
 }

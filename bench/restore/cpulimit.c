@@ -21,7 +21,7 @@
  * Build: cc -O2 -Wall -Wextra -o cpulimit cpulimit.c \
  *            -lzstd -lb2 -lxxhash -lcrypto -lpthread
  * With -g GROUP (format version 2's group_size), the unit is the non-zero
- * chunks of one aligned GROUP run, encoded as one frame (a 4 MiB window),
+ * chunks of one aligned GROUP run, encoded as one frame (an 8 MiB window),
  * decoded once, each member's digest checked and the member copied out.
  *
  * Usage: cpulimit [-H sha256|blake2b-256] [-l LEVEL] [-s CHUNK] [-g GROUP] [-j THREADS]
@@ -107,7 +107,7 @@ encode_one (ZSTD_CCtx *c, size_t g, struct worker *w)
   }
   /* A group's window spans it, as storage/blob.c sets. */
   if (ZSTD_isError (ZSTD_CCtx_reset (c, ZSTD_reset_session_only)) ||
-      ZSTD_isError (ZSTD_CCtx_setParameter (c, ZSTD_c_windowLog, b->n > 1 ? 22 : 0)))
+      ZSTD_isError (ZSTD_CCtx_setParameter (c, ZSTD_c_windowLog, b->n > 1 ? 23 : 0)))
     die ("zstd: window");
   tmp = xmalloc (BLOB_HEADER + raw);
   n = ZSTD_compress2 (c, tmp + BLOB_HEADER, raw - 1, plain, raw);

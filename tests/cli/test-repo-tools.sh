@@ -22,11 +22,11 @@ tap_ok "--hash, --chunk-size, --compression-level" \
   vmdr-init -q -r "file://$T/repo3" --hash sha256 --chunk-size 1M --compression-level=-3
 tap_is "options recorded" "$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(c["hash"], c["chunk_size"], c["compression"]["level"])' "$T/repo3/config")" "sha256 1048576 -3"
 vmdr-init -q -r "$T/repo5"
-tap_is "a new repository groups chunks in 4 MiB, at zstd 2" \
-  "$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(c["group_size"], c["compression"]["level"])' "$T/repo5/config")" "4194304 2"
+tap_is "a new repository groups chunks in 8 MiB, at zstd 2" \
+  "$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(c["group_size"], c["compression"]["level"])' "$T/repo5/config")" "8388608 2"
 tap_is "--group-size 0: a blob per chunk, recorded" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["group_size"])' "$R/config")" 0
-vmdr-init -r "$T/bad" --group-size 8M >/dev/null 2>"$T/err"; st=$?
-tap_is "a group size above 4M: exit 2" "$st" 2
+vmdr-init -r "$T/bad" --group-size 16M >/dev/null 2>"$T/err"; st=$?
+tap_is "a group size above 8M: exit 2" "$st" 2
 vmdr-init -r "$T/bad" --chunk-size 96K >/dev/null 2>"$T/err"; st=$?
 tap_is "a chunk size that is not a power of two: exit 2" "$st" 2
 tap_is "... and nothing created" "$(ls "$T/bad" 2>&1 | wc -l)" "1"

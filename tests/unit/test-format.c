@@ -387,10 +387,10 @@ Test (config, rejects)
     cr_assert_eq (g.version, 2);
     cr_assert_eq (vmdr_repo_config_format (&g, &gj), 0);
     cr_assert_eq (vmdr_repo_config_parse (gj, strlen (gj), &c), 0);
-    cr_assert_eq (c.group_size, 4u << 20);
-    char *gs = strstr (gj, "\"group_size\":4194304");
+    cr_assert_eq (c.group_size, 8u << 20);
+    char *gs = strstr (gj, "\"group_size\":8388608");
     cr_assert_not_null (gs, "%s", gj);
-    memcpy (gs + 13, "8388608", 7);   /* above what a restore batch holds */
+    memcpy (gs + 13, "9388608", 7);   /* above what a restore batch holds */
     cr_assert_eq (vmdr_repo_config_parse (gj, strlen (gj), &c), -EINVAL);
     memcpy (gs + 13, "0000000", 7);   /* no groups: fine */
     cr_assert_eq (vmdr_repo_config_parse (gj, strlen (gj), &c), 0);
