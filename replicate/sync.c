@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "cleanup.h"
 #include "disk-index.h"
+#include "endian-util.h"
 #include "lock.h"
 #include "snapshot.h"
 #include "stream-index.h"
@@ -43,37 +44,37 @@ struct copier {
   int err;
   struct vmdr_sync_stats *st;
   /* Blobs being copied, by place in SRC: a group's members are copied
-   * with it, so a worker that meets one waits for the group instead of
-   * fetching and verifying it a second time. */
+   * with it, so a worker that meets one goes on instead of fetching and
+   * verifying the group a second time. */
   struct place { struct vmdr_digest pack; uint32_t offset; } copying[COPYING_MAX];
   size_t ncopying;
-  pthread_cond_t copied;
 };
 
-/* Claim the place of J's blob in SRC, waiting while another worker copies
- * the blob there; false when there is no room to track it (then copy). */
-static bool
+enum claim { CLAIMED, UNTRACKED, COMING };
+
+/* Claim the place of J's blob in SRC.  COMING: another worker copies the
+ * blob there (a group J is a member of), and J with it, before the
+ * snapshot's nodes go (they wait for every chunk); UNTRACKED: no room to
+ * track it, copy it anyway. */
+static enum claim
 claim (struct copier *c, const struct job *j, struct place *p)
 {
+  enum claim ret = UNTRACKED;
   uint32_t stored;
-  bool busy;
 
   if (vmdr_repo_locate (c->src, &j->d, &p->pack, &p->offset, &stored) < 0)
-    return false;
+    return UNTRACKED;
   pthread_mutex_lock (&c->lock);
-  do {
-    busy = false;
-    for (size_t i = 0; !busy && i < c->ncopying; i++)
-      busy = c->copying[i].offset == p->offset &&
-             memcmp (&c->copying[i].pack, &p->pack, sizeof p->pack) == 0;
-    if (busy)
-      pthread_cond_wait (&c->copied, &c->lock);
-  } while (busy);
-  bool ok = c->ncopying < COPYING_MAX;
-  if (ok)
+  for (size_t i = 0; ret == UNTRACKED && i < c->ncopying; i++)
+    if (c->copying[i].offset == p->offset &&
+        memcmp (&c->copying[i].pack, &p->pack, sizeof p->pack) == 0)
+      ret = COMING;
+  if (ret == UNTRACKED && c->ncopying < COPYING_MAX) {
     c->copying[c->ncopying++] = *p;
+    ret = CLAIMED;
+  }
   pthread_mutex_unlock (&c->lock);
-  return ok;
+  return ret;
 }
 
 static void
@@ -86,8 +87,32 @@ unclaim (struct copier *c, const struct place *p)
       c->copying[i] = c->copying[--c->ncopying];
       break;
     }
-  pthread_cond_broadcast (&c->copied);
   pthread_mutex_unlock (&c->lock);
+}
+
+/* Put each member of group BLOB (verified whole) into DST one by one: a
+ * version 1 repository holds no groups.  *stored: the bytes added. */
+static int
+put_members (struct copier *c, struct vmdr_zctx *z, enum vmdr_blob_kind kind,
+             const void *blob, size_t blen, size_t *stored)
+{
+  struct vmdr_blob_group g;
+  size_t off = 0, s;
+  int r;
+
+  *stored = 0;
+  if ((r = vmdr_blob_group_open (z, vmdr_repo_config (c->src)->hash, blob, blen, &g)) < 0)
+    return r;
+  for (size_t i = 0; i < g.n && r == 0; i++) {
+    const uint8_t *e = g.table + i * VMDR_GROUP_ENTRY_LEN;
+    struct vmdr_digest d;
+    uint32_t len = get_le32 (e + VMDR_DIGEST_LEN);
+    memcpy (d.b, e, VMDR_DIGEST_LEN);
+    r = vmdr_repo_put_chunk (c->dst, z, kind, &d, g.plain + off, len, &s);
+    *stored += s;
+    off += len;
+  }
+  return r;
 }
 
 /* Move one chunk unless DST has it.  Returns the bytes stored at DST. */
@@ -98,13 +123,16 @@ copy_one (struct copier *c, struct vmdr_zctx *z, void *buf, const struct job *j,
   struct place p;
   void *blob;
   size_t blen;
-  bool claimed;
+  enum claim claimed;
   int r;
 
   *stored = *len = 0;
   if (vmdr_repo_has_chunk (c->dst, &j->d))
     return 0;
-  claimed = claim (c, j, &p);
+  /* A worker does not wait for a group another one copies: it goes on
+   * with the next chunk, so that the workers copy different groups. */
+  if ((claimed = claim (c, j, &p)) == COMING)
+    return 0;
   r = 0;
   if (vmdr_repo_has_chunk (c->dst, &j->d))
     goto out;                   /* its group came meanwhile */
@@ -114,11 +142,11 @@ copy_one (struct copier *c, struct vmdr_zctx *z, void *buf, const struct job *j,
   if ((r = vmdr_repo_get_blob (c->src, z, &j->d, &blob, &blen, buf, c->cap, len)) < 0)
     goto out;
   r = vmdr_repo_put_blob (c->dst, &j->d, blob, blen, stored);
-  free (blob);
   if (r == -EPROTONOSUPPORT)    /* a group, into a version 1 repository */
-    r = vmdr_repo_put_chunk (c->dst, z, j->kind, &j->d, buf, *len, stored);
+    r = put_members (c, z, j->kind, blob, blen, stored);
+  free (blob);
 out:
-  if (claimed)
+  if (claimed == CLAIMED)
     unclaim (c, &p);
   return r;
 }
@@ -472,7 +500,6 @@ vmdr_sync (struct vmdr_repo *src, struct vmdr_repo *dst,
   pthread_cond_init (&c.not_empty, NULL);
   pthread_cond_init (&c.not_full, NULL);
   pthread_cond_init (&c.idle, NULL);
-  pthread_cond_init (&c.copied, NULL);
   r = vmdr_zctx_new (level, &z);
   for (unsigned k = 0; r == 0 && k < o->threads; k++) {
     ws[k].c = &c;
@@ -500,7 +527,6 @@ vmdr_sync (struct vmdr_repo *src, struct vmdr_repo *dst,
   }
   vmdr_zctx_free (z);
   pthread_cond_destroy (&c.idle);
-  pthread_cond_destroy (&c.copied);
   pthread_cond_destroy (&c.not_full);
   pthread_cond_destroy (&c.not_empty);
   pthread_mutex_destroy (&c.lock);
