@@ -137,4 +137,23 @@ find_chunks (int fd)
   }
 }
 
+/* -g: format version 2's groups, the chunks of one aligned GS run (GS the
+ * chunk size: a group per chunk). */
+static size_t gs;
+static size_t *group_start;     /* entries of chunks starting each group, and nchunks */
+static size_t ngroups;
+
+/* Where each group starts, after find_chunks (chunks lie in disk order). */
+static void
+find_groups (void)
+{
+  group_start = malloc ((nchunks + 1) * sizeof *group_start);
+  if (!group_start)
+    die ("out of memory");
+  for (size_t k = 0; k < nchunks; k++)
+    if (k == 0 || chunks[k] / (gs / cs) != chunks[k - 1] / (gs / cs))
+      group_start[ngroups++] = k;
+  group_start[ngroups] = nchunks;
+}
+
 #endif

@@ -337,6 +337,26 @@ put_entry (struct exporter *ex, const char *name, const void *data, size_t len)
   return 0;
 }
 
+/* The blob of BLEN bytes at OFFSET in PACK, as stored: *blob (malloc'd).
+ * 0, -EBADMSG (the pack is shorter than its index says), -errno. */
+static int
+get_stored (struct exporter *ex, const struct vmdr_digest *pack, uint32_t offset, size_t blen,
+            void **blob)
+{
+  struct vmdr_backend *b = vmdr_repo_backend (ex->repo);
+  char key[VMDR_PACK_KEY_LEN];
+  size_t len;
+  int r;
+
+  vmdr_pack_key (pack, key);
+  r = b->ops->get (b, key, offset, blen, blen, blob, &len);
+  if (r == 0 && len != blen) {
+    free (*blob);
+    *blob = NULL;
+  }
+  return r == -ERANGE || (r == 0 && len != blen) ? -EBADMSG : r;
+}
+
 /* Member D of the group blob at OFFSET in PACK (STORED payload bytes) into
  * ex->raw, checked: the group is read and decompressed once for all the
  * members that follow one another.  0 and *raw, or -errno. */
@@ -344,19 +364,14 @@ static int
 read_member (struct exporter *ex, const struct vmdr_digest *d, uint32_t stored,
              const struct vmdr_digest *pack, uint32_t offset, size_t *raw)
 {
-  struct vmdr_backend *b = vmdr_repo_backend (ex->repo);
-  char key[VMDR_PACK_KEY_LEN];
-  size_t blen = VMDR_BLOB_HEADER_LEN + (size_t) stored, len;
+  size_t blen = VMDR_BLOB_HEADER_LEN + (size_t) stored;
   int r;
 
   if (ex->gblob == NULL || ex->goffset != offset ||
       memcmp (&ex->gpack, pack, sizeof *pack) != 0) {
     free (ex->gblob);
     ex->gblob = NULL;
-    vmdr_pack_key (pack, key);
-    r = b->ops->get (b, key, offset, blen, blen, &ex->gblob, &len);
-    if (r == -ERANGE || (r == 0 && len != blen))
-      r = -EBADMSG;
+    r = get_stored (ex, pack, offset, blen, &ex->gblob);
     if (r == 0)
       r = vmdr_blob_group_open (ex->gz, ex->cfg->hash, ex->gblob, blen, &ex->group);
     if (r < 0) {
@@ -377,20 +392,16 @@ emit_blob (struct exporter *ex, const struct vmdr_digest *d, enum vmdr_blob_kind
            uint32_t stored, uint32_t raw_len, const struct vmdr_digest *pack, uint32_t offset,
            bool grouped)
 {
-  struct vmdr_backend *b = vmdr_repo_backend (ex->repo);
-  char key[VMDR_PACK_KEY_LEN], name[BLOB_NAME_LEN + 1], hex[VMDR_DIGEST_HEX_LEN + 1];
+  char name[BLOB_NAME_LEN + 1], hex[VMDR_DIGEST_HEX_LEN + 1];
   _cleanup_free_ void *blob = NULL;
   struct vmdr_blob_header h;
-  size_t blen = VMDR_BLOB_HEADER_LEN + (size_t) stored, len, raw;
+  size_t blen = VMDR_BLOB_HEADER_LEN + (size_t) stored, raw;
   int r;
 
-  vmdr_pack_key (pack, key);
   if (grouped)
     r = read_member (ex, d, stored, pack, offset, &raw);
   else {
-    r = b->ops->get (b, key, offset, blen, blen, &blob, &len);
-    if (r == -ERANGE || (r == 0 && len != blen))
-      r = -EBADMSG;
+    r = get_stored (ex, pack, offset, blen, &blob);
     if (r == 0 && (vmdr_blob_parse_header (blob, blen, &h) < 0 || h.kind != kind))
       r = -EBADMSG;
     if (r == 0)

@@ -12,7 +12,6 @@
 #include "clock.h"
 #include "cleanup.h"
 #include "disk-index.h"
-#include "endian-util.h"
 #include "lock.h"
 #include "snapshot.h"
 #include "stream-index.h"
@@ -52,6 +51,19 @@ struct copier {
 
 enum claim { CLAIMED, UNTRACKED, COMING };
 
+/* Where P is in c->copying, or ncopying.  Under the lock. */
+static size_t
+find_place_locked (const struct copier *c, const struct place *p)
+{
+  size_t i;
+
+  for (i = 0; i < c->ncopying; i++)
+    if (c->copying[i].offset == p->offset &&
+        memcmp (&c->copying[i].pack, &p->pack, sizeof p->pack) == 0)
+      break;
+  return i;
+}
+
 /* Claim the place of J's blob in SRC.  COMING: another worker copies the
  * blob there (a group J is a member of), and J with it, before the
  * snapshot's nodes go (they wait for every chunk); UNTRACKED: no room to
@@ -65,11 +77,9 @@ claim (struct copier *c, const struct job *j, struct place *p)
   if (vmdr_repo_locate (c->src, &j->d, &p->pack, &p->offset, &stored) < 0)
     return UNTRACKED;
   pthread_mutex_lock (&c->lock);
-  for (size_t i = 0; ret == UNTRACKED && i < c->ncopying; i++)
-    if (c->copying[i].offset == p->offset &&
-        memcmp (&c->copying[i].pack, &p->pack, sizeof p->pack) == 0)
-      ret = COMING;
-  if (ret == UNTRACKED && c->ncopying < COPYING_MAX) {
+  if (find_place_locked (c, p) < c->ncopying)
+    ret = COMING;
+  else if (c->ncopying < COPYING_MAX) {
     c->copying[c->ncopying++] = *p;
     ret = CLAIMED;
   }
@@ -81,12 +91,9 @@ static void
 unclaim (struct copier *c, const struct place *p)
 {
   pthread_mutex_lock (&c->lock);
-  for (size_t i = 0; i < c->ncopying; i++)
-    if (c->copying[i].offset == p->offset &&
-        memcmp (&c->copying[i].pack, &p->pack, sizeof p->pack) == 0) {
-      c->copying[i] = c->copying[--c->ncopying];
-      break;
-    }
+  size_t i = find_place_locked (c, p);
+  if (i < c->ncopying)
+    c->copying[i] = c->copying[--c->ncopying];
   pthread_mutex_unlock (&c->lock);
 }
 
@@ -104,10 +111,9 @@ put_members (struct copier *c, struct vmdr_zctx *z, enum vmdr_blob_kind kind,
   if ((r = vmdr_blob_group_open (z, vmdr_repo_config (c->src)->hash, blob, blen, &g)) < 0)
     return r;
   for (size_t i = 0; i < g.n && r == 0; i++) {
-    const uint8_t *e = g.table + i * VMDR_GROUP_ENTRY_LEN;
     struct vmdr_digest d;
-    uint32_t len = get_le32 (e + VMDR_DIGEST_LEN);
-    memcpy (d.b, e, VMDR_DIGEST_LEN);
+    uint32_t len;
+    vmdr_blob_group_member (g.table, i, &d, &len);
     r = vmdr_repo_put_chunk (c->dst, z, kind, &d, g.plain + off, len, &s);
     *stored += s;
     off += len;

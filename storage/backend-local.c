@@ -278,37 +278,27 @@ write_direct (int fd, const void *data, size_t len)
 {
   const char *p = data;
   int fl = fcntl (fd, F_GETFL);
+  bool aligned = (uintptr_t) p % DIRECT_ALIGN == 0;
+  void *bounce = MAP_FAILED;
   size_t done = 0;
-  void *bounce;
   int r = 0;
 
   if (fl < 0 || fcntl (fd, F_SETFL, fl | O_DIRECT) < 0)
     return write_all (fd, data, len);
-  /* An aligned buffer (a pack writer's) goes out as it is, but its tail. */
-  if ((uintptr_t) p % DIRECT_ALIGN == 0) {
-    size_t n = len & ~(size_t) (DIRECT_ALIGN - 1);
-    while (done < n) {
-      ssize_t w = write (fd, p + done, n - done);
-      if (w < 0 && errno == EINTR)
-        continue;
-      if (w <= 0)
-        break;                  /* refused (EINVAL) or failed: buffered */
-      done += (size_t) w;
-      if (done % DIRECT_ALIGN)
-        break;                  /* short and unaligned: the rest buffered */
+  /* An aligned buffer (a pack writer's) goes out as it is; any other
+   * through a bounce buffer, mapped, not malloc()ed: page-aligned, and gone
+   * at once when unmapped (an aligned block in malloc's heap keeps freed
+   * packs around it). */
+  if (!aligned)
+    bounce = mmap (NULL, DIRECT_BOUNCE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  while ((aligned || bounce != MAP_FAILED) && len - done >= DIRECT_ALIGN) {
+    size_t n = (len - done) & ~(size_t) (DIRECT_ALIGN - 1);
+    const char *src = p + done;
+    if (!aligned) {
+      n = n < DIRECT_BOUNCE ? n : DIRECT_BOUNCE;
+      src = memcpy (bounce, p + done, n);
     }
-    if (fcntl (fd, F_SETFL, fl) < 0)
-      return -errno;
-    return write_all (fd, p + done, len - done);
-  }
-  /* Mapped, not malloc()ed: page-aligned, and gone at once when unmapped
-   * (an aligned block in malloc's heap keeps freed packs around it). */
-  bounce = mmap (NULL, DIRECT_BOUNCE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  while (bounce != MAP_FAILED && len - done >= DIRECT_ALIGN) {
-    size_t n = len - done < DIRECT_BOUNCE ? (len - done) & ~(size_t) (DIRECT_ALIGN - 1)
-                                          : DIRECT_BOUNCE;
-    memcpy (bounce, p + done, n);
-    ssize_t w = write (fd, bounce, n);
+    ssize_t w = write (fd, src, n);
     if (w < 0 && errno == EINTR)
       continue;
     if (w < 0 && errno != EINVAL) {

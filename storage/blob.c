@@ -206,20 +206,17 @@ compress_frame (struct vmdr_zctx *z, const struct vmdr_blob_member *m, size_t n,
     return 0;
   }
   /* The pledged size puts the content size in the frame, as for single
-   * blobs. */
-  if (ZSTD_isError (ZSTD_CCtx_reset (z->c, ZSTD_reset_session_only)) ||
-      ZSTD_isError (ZSTD_CCtx_setPledgedSrcSize (z->c, raw)))
+   * blobs.  compress_members opened the session and closes it. */
+  if (ZSTD_isError (ZSTD_CCtx_setPledgedSrcSize (z->c, raw)))
     return -EIO;
   for (size_t i = 0; i < n; i++) {
     ZSTD_inBuffer ib = { m[i].data, m[i].len, 0 };
     ZSTD_EndDirective end = i + 1 == n ? ZSTD_e_end : ZSTD_e_continue;
     do {
       left = ZSTD_compressStream2 (z->c, &ob, &ib, end);
-      if (ZSTD_isError (left) || (ob.pos == ob.size && (left > 0 || ib.pos < ib.size))) {
-        ZSTD_CCtx_reset (z->c, ZSTD_reset_session_only);
+      if (ZSTD_isError (left) || (ob.pos == ob.size && (left > 0 || ib.pos < ib.size)))
         return !ZSTD_isError (left) || ZSTD_getErrorCode (left) == ZSTD_error_dstSize_tooSmall
                ? -ERANGE : -EIO;
-      }
     } while (end == ZSTD_e_end ? left > 0 : ib.pos < ib.size);
   }
   *framed = ob.pos;
@@ -329,28 +326,27 @@ vmdr_blob_group_open (struct vmdr_zctx *z, enum vmdr_hash hash, const void *blob
   return 0;
 }
 
-/* Member I of G: its table entry (digest first), and its length. */
-static const uint8_t *
-member_at (const struct vmdr_blob_group *g, size_t i, uint32_t *len)
+void
+vmdr_blob_group_member (const uint8_t *table, size_t i, struct vmdr_digest *d, uint32_t *len)
 {
-  const uint8_t *e = g->table + i * VMDR_GROUP_ENTRY_LEN;
+  const uint8_t *e = table + i * VMDR_GROUP_ENTRY_LEN;
 
+  memcpy (d->b, e, VMDR_DIGEST_LEN);
   *len = get_le32 (e + VMDR_DIGEST_LEN);
-  return e;
 }
 
 int
 vmdr_blob_group_get (const struct vmdr_blob_group *g, enum vmdr_hash hash,
                      const struct vmdr_digest *d, void *out, size_t cap, size_t *len)
 {
-  struct vmdr_digest got;
+  struct vmdr_digest got, md;
   size_t off = 0;
   uint32_t l;
   int e;
 
   for (size_t i = 0; i < g->n; i++, off += l) {
-    const uint8_t *entry = member_at (g, i, &l);
-    if (memcmp (entry, d->b, VMDR_DIGEST_LEN) != 0)
+    vmdr_blob_group_member (g->table, i, &md, &l);
+    if (memcmp (&md, d, sizeof md) != 0)
       continue;
     if (cap < l)
       return -ENOBUFS;
@@ -371,7 +367,7 @@ decode_member (struct vmdr_zctx *z, enum vmdr_hash hash, const void *blob, size_
                const struct vmdr_digest *expect, void *out, size_t cap, size_t *raw_len)
 {
   struct vmdr_blob_group g;
-  struct vmdr_digest got;
+  struct vmdr_digest got, md;
   const uint8_t *found = NULL;
   size_t off = 0;
   uint32_t l, flen = 0;
@@ -380,12 +376,12 @@ decode_member (struct vmdr_zctx *z, enum vmdr_hash hash, const void *blob, size_
   if ((e = vmdr_blob_group_open (z, hash, blob, len, &g)) < 0)
     return e;
   for (size_t i = 0; i < g.n; i++, off += l) {
-    const uint8_t *entry = member_at (&g, i, &l);
+    vmdr_blob_group_member (g.table, i, &md, &l);
     if ((e = vmdr_digest (hash, g.plain + off, l, &got)) < 0)
       return e;
-    if (memcmp (&got, entry, VMDR_DIGEST_LEN) != 0)
+    if (memcmp (&got, &md, sizeof md) != 0)
       return -EILSEQ;
-    if (found == NULL && expect && memcmp (entry, expect->b, VMDR_DIGEST_LEN) == 0)
+    if (found == NULL && expect && memcmp (&md, expect, sizeof md) == 0)
       found = g.plain + off, flen = l;
   }
   if (found == NULL)

@@ -115,6 +115,11 @@ int vmdr_blob_encode_group (struct vmdr_zctx *z, enum vmdr_hash h, enum vmdr_blo
 int vmdr_blob_group_table (const void *blob, size_t len, const struct vmdr_blob_header *hdr,
                            const uint8_t **table, size_t *n);
 
+/* Entry I of a member table (as vmdr_blob_group_table gives it): the
+ * member's digest and length. */
+void vmdr_blob_group_member (const uint8_t *table, size_t i, struct vmdr_digest *d,
+                             uint32_t *len);
+
 /* A group blob checked and decompressed by vmdr_blob_group_open: the table
  * in the blob, the plaintext in the zctx's own buffer (valid until the
  * zctx is used again). */

@@ -121,10 +121,8 @@ vmdr_pack_add (struct vmdr_pack_writer *w, const void *blob, size_t len)
       .stored_len = h.stored_len, .raw_len = h.raw_len, .kind = (uint8_t) h.kind,
     };
     if (table) {
-      const uint8_t *t = table + i * VMDR_GROUP_ENTRY_LEN;
       e->grouped = 1;
-      memcpy (e->digest.b, t, VMDR_DIGEST_LEN);
-      e->raw_len = get_le32 (t + VMDR_DIGEST_LEN);
+      vmdr_blob_group_member (table, i, &e->digest, &e->raw_len);
     }
   }
   memcpy (w->buf + w->len, blob, len);

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "cleanup.h"
-#include "endian-util.h"
 #include "pack.h"
 #include "repo.h"
 
@@ -731,10 +730,8 @@ put_group_blob (struct vmdr_repo *r, const struct vmdr_digest *d, const void *bl
   if ((ret = vmdr_blob_group_table (blob, blen, h, &table, &n)) < 0)
     return -EINVAL;
   for (size_t i = 0; i < n; i++) {
-    const uint8_t *t = table + i * VMDR_GROUP_ENTRY_LEN;
-    memcpy (m[i].d.b, t, VMDR_DIGEST_LEN);
+    vmdr_blob_group_member (table, i, &m[i].d, &m[i].len);
     m[i].data = NULL;
-    m[i].len = get_le32 (t + VMDR_DIGEST_LEN);
     member |= memcmp (&m[i].d, d, sizeof *d) == 0;
   }
   if (!member)

@@ -48,9 +48,6 @@ xcalloc (size_t n, size_t size)
 /* ---- the image and its chunks -------------------------------------------- */
 
 static uint8_t *unique;         /* per entry of chunks: first copy, non-zero */
-static size_t gs;               /* group size (-g), the chunk size if none */
-static size_t *group_start;     /* entries of chunks starting each group */
-static size_t ngroups;
 
 /* Open addressing over digests, to find the first copy of each chunk. */
 static bool
@@ -265,12 +262,7 @@ main (int argc, char **argv)
     die ("mmap: %s", strerror (errno));
   close (fd);
 
-  /* Untimed: where each group starts (chunks lie in disk order). */
-  group_start = xcalloc (nchunks + 1, sizeof *group_start);
-  for (size_t k = 0; k < nchunks; k++)
-    if (k == 0 || chunks[k] / (gs / cs) != chunks[k - 1] / (gs / cs))
-      group_start[ngroups++] = k;
-  group_start[ngroups] = nchunks;
+  find_groups ();                /* untimed */
 
   /* Untimed: which chunks are the first copy of their contents. */
   unique = xcalloc (nchunks, 1);

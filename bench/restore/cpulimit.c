@@ -52,9 +52,6 @@ struct blob {
 };
 
 static struct blob *blobs;      /* per group; p NULL: all zero */
-static size_t gs;               /* group size (-g), the chunk size if none */
-static size_t *group_start;     /* entries of chunks starting each group */
-static size_t ngroups;
 
 /* XXH3-64 of the header without its checksum field, and the payload. */
 static uint64_t
@@ -298,12 +295,7 @@ main (int argc, char **argv)
     die ("mmap: %s", strerror (errno));
   close (fd);
 
-  /* Groups on the grid of GS bytes, as the writer makes them. */
-  group_start = xmalloc ((nchunks + 1) * sizeof *group_start);
-  for (size_t k = 0; k < nchunks; k++)
-    if (k == 0 || chunks[k] / (gs / cs) != chunks[k - 1] / (gs / cs))
-      group_start[ngroups++] = k;
-  group_start[ngroups] = nchunks;
+  find_groups ();                /* on the grid of GS bytes, as the writer makes them */
   blobs = calloc (ngroups ? ngroups : 1, sizeof *blobs);
   if (!blobs)
     die ("out of memory");
