@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "cleanup.h"
 #include "disk-io.h"
 
@@ -373,8 +373,8 @@ vmdr_disk_write (struct vmdr_repo *repo, const struct vmdr_disk_source *src,
   w.nslots = 2 * threads;
   for (unsigned i = 0; i < w.nslots; i++) {
     w.slots[i].low = UINT64_MAX;
-    /* Page-aligned: sources may read into them with O_DIRECT. */
-    w.slots[i].buf = aligned_alloc (PAGE_ALIGN, (size_t) w.per * w.chunk);
+    /* Sources may read into them with O_DIRECT. */
+    w.slots[i].buf = vmdr_buf_alloc ((size_t) w.per * w.chunk);
     if (w.slots[i].buf == NULL)
       w.err = -ENOMEM;
   }
@@ -821,22 +821,6 @@ stop_writer (struct worker *w)
   w->has_writer = false;
 }
 
-/* A worker's buffer of LEN bytes, aligned for direct writes, in huge
- * pages where it is large enough: a direct write pins every page it
- * writes from, and 2 MiB pages make that cheap. */
-static uint8_t *
-batch_buffer (size_t len)
-{
-  const size_t huge = 2u << 20;
-  void *p;
-
-  if (posix_memalign (&p, len >= huge ? huge : DIRECT_ALIGN, len) != 0)
-    return NULL;
-  if (len >= huge)
-    madvise (p, len, MADV_HUGEPAGE);    /* a hint: fine if refused */
-  return p;
-}
-
 static void *
 restore_worker (void *opaque)
 {
@@ -850,8 +834,8 @@ restore_worker (void *opaque)
   struct batch b;
   int e = 0;
 
-  w->out[0].buf = batch_buffer (len);
-  w->out[1].buf = output ? batch_buffer (len) : NULL;
+  w->out[0].buf = vmdr_buf_alloc (len);
+  w->out[1].buf = output ? vmdr_buf_alloc (len) : NULL;
   if (w->out[0].buf == NULL || (output && w->out[1].buf == NULL) ||
       (e = vmdr_repo_reader_new (r->repo, &rd)) < 0)
     e = -ENOMEM;

@@ -8,6 +8,7 @@
 
 #include <xxhash.h>
 
+#include "buf.h"
 #include "endian-util.h"
 #include "pack.h"
 
@@ -66,10 +67,6 @@ grow (void **p, size_t *cap, size_t need, size_t elem)
   return 0;
 }
 
-/* The pack buffer grows page-aligned: a local backend writes an aligned
- * buffer with O_DIRECT as it is, without a copy through a bounce buffer. */
-#define BUF_ALIGN 4096u
-
 static int
 grow_buf (struct vmdr_pack_writer *w, size_t need)
 {
@@ -80,7 +77,9 @@ grow_buf (struct vmdr_pack_writer *w, size_t need)
     return 0;
   while (c < need)
     c *= 2;
-  if ((q = aligned_alloc (BUF_ALIGN, c)) == NULL)
+  /* Aligned: a local backend writes it with O_DIRECT as it is, without a
+   * copy through a bounce buffer. */
+  if ((q = vmdr_buf_alloc (c)) == NULL)
     return -ENOMEM;
   if (w->len)
     memcpy (q, w->buf, w->len);
