@@ -167,6 +167,21 @@ vmdr_blob_group_bound (size_t n, size_t raw_len)
  * group's size, which the frame header then records. */
 #define GROUP_WINDOW_LOG 23
 
+/* *BUF holds at least LEN bytes, in huge pages (common/buf.h): a group's
+ * matches reach across its whole 8 MiB.  Its contents are not kept. */
+static int
+reserve (uint8_t **buf, size_t *cap, size_t len)
+{
+  if (*cap >= len)
+    return 0;
+  free (*buf);
+  *cap = 0;
+  if ((*buf = vmdr_buf_alloc (len)) == NULL)
+    return -ENOMEM;
+  *cap = len;
+  return 0;
+}
+
 /* The N members' RAW bytes side by side: in place when they already are,
  * else copied into Z's gather buffer.  NULL when out of memory. */
 static const void *
@@ -178,13 +193,8 @@ gather (struct vmdr_zctx *z, const struct vmdr_blob_member *m, size_t n, size_t 
     contiguous &= (const uint8_t *) m[i - 1].data + m[i - 1].len == m[i].data;
   if (contiguous)
     return m[0].data;
-  if (z->gather_cap < raw) {
-    free (z->gather);
-    z->gather_cap = 0;
-    if ((z->gather = vmdr_buf_alloc (raw)) == NULL)
-      return NULL;
-    z->gather_cap = raw;
-  }
+  if (reserve (&z->gather, &z->gather_cap, raw) < 0)
+    return NULL;
   for (size_t i = 0, at = 0; i < n; at += m[i++].len)
     memcpy (z->gather + at, m[i].data, m[i].len);
   return z->gather;
@@ -311,13 +321,8 @@ vmdr_blob_group_open (struct vmdr_zctx *z, enum vmdr_hash hash, const void *blob
     return e;
   if (memcmp (&got, &h.digest, sizeof got) != 0)
     return -EILSEQ;
-  if (z->plain_cap < h.raw_len) {
-    void *p = realloc (z->plain, h.raw_len);
-    if (p == NULL)
-      return -ENOMEM;
-    z->plain = p;
-    z->plain_cap = h.raw_len;
-  }
+  if ((e = reserve (&z->plain, &z->plain_cap, h.raw_len)) < 0)
+    return e;
   frame = table + tlen;
   r = ZSTD_decompressDCtx (z->d, z->plain, h.raw_len, frame, h.stored_len - 4 - tlen);
   if (ZSTD_isError (r) || r != h.raw_len)
