@@ -70,7 +70,11 @@ grow (void **p, size_t *cap, size_t need, size_t elem)
 static int
 grow_buf (struct vmdr_pack_writer *w, size_t need)
 {
-  size_t c = w->cap ? w->cap : (1u << 20);
+  /* Room at once for a pack of the target size, the blob that takes it
+   * past the target (by default an 8 MiB group, half a pack) and its
+   * index: growing by doubling copies and faults in as much again, for
+   * every pack writer a run keeps. */
+  size_t c = w->cap ? w->cap : w->target + w->target / 2 + (1u << 20);
   uint8_t *q;
 
   if (need <= w->cap)
