@@ -127,7 +127,7 @@ copy_one (struct copier *c, struct vmdr_zctx *z, void *buf, const struct job *j,
           size_t *stored, size_t *len)
 {
   struct place p;
-  void *blob;
+  const void *blob;
   size_t blen;
   enum claim claimed;
   int r;
@@ -150,7 +150,6 @@ copy_one (struct copier *c, struct vmdr_zctx *z, void *buf, const struct job *j,
   r = vmdr_repo_put_blob (c->dst, &j->d, blob, blen, stored);
   if (r == -EPROTONOSUPPORT)    /* a group, into a version 1 repository */
     r = put_members (c, z, j->kind, blob, blen, stored);
-  free (blob);
 out:
   if (claimed == CLAIMED)
     unclaim (c, &p);

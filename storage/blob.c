@@ -23,6 +23,8 @@ struct vmdr_zctx {
   size_t plain_cap;
   uint8_t *gather;              /* scattered members, side by side */
   size_t gather_cap;
+  uint8_t *buf[2];              /* vmdr_zctx_buffer's */
+  size_t buf_cap[2];
 };
 
 int
@@ -59,6 +61,8 @@ vmdr_zctx_free (struct vmdr_zctx *z)
   ZSTD_freeDCtx (z->d);
   free (z->plain);
   free (z->gather);
+  free (z->buf[0]);
+  free (z->buf[1]);
   free (z);
 }
 
@@ -180,6 +184,14 @@ reserve (uint8_t **buf, size_t *cap, size_t len)
     return -ENOMEM;
   *cap = len;
   return 0;
+}
+
+void *
+vmdr_zctx_buffer (struct vmdr_zctx *z, enum vmdr_zbuf which, size_t len)
+{
+  unsigned i = which == VMDR_ZBUF_READ;
+
+  return reserve (&z->buf[i], &z->buf_cap[i], len) < 0 ? NULL : z->buf[i];
 }
 
 /* The N members' RAW bytes side by side: in place when they already are,

@@ -53,6 +53,14 @@ struct vmdr_zctx;
 int vmdr_zctx_new (int level, struct vmdr_zctx **out);
 void vmdr_zctx_free (struct vmdr_zctx *z);       /* NULL is fine */
 
+/* Buffers a zctx keeps for its thread from call to call, so that blobs do
+ * not each cost an allocation and the page faults of fresh memory: one for
+ * a blob being encoded, one for a blob as read.  At least LEN bytes, the
+ * contents not kept; valid until the next call for the same one, or the
+ * zctx's end.  NULL when out of memory. */
+enum vmdr_zbuf { VMDR_ZBUF_ENCODE, VMDR_ZBUF_READ };
+void *vmdr_zctx_buffer (struct vmdr_zctx *z, enum vmdr_zbuf which, size_t len);
+
 /* Bytes an encoded blob of RAW_LEN plaintext bytes may take at most. */
 size_t vmdr_blob_bound (size_t raw_len);
 

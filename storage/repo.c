@@ -627,7 +627,8 @@ vmdr_repo_put_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
                      enum vmdr_blob_kind kind, const struct vmdr_digest *d,
                      const void *data, size_t len, size_t *stored_bytes)
 {
-  _cleanup_free_ uint8_t *blob = NULL;
+  _cleanup_free_ uint8_t *own = NULL;
+  uint8_t *blob;
   size_t blen, cap;
   int ret;
 
@@ -639,7 +640,7 @@ vmdr_repo_put_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
     return 0;
   /* Compress outside the lock: that is where the CPU time goes. */
   cap = vmdr_blob_bound (len);
-  blob = malloc (cap);
+  blob = z ? vmdr_zctx_buffer (z, VMDR_ZBUF_ENCODE, cap) : (own = malloc (cap));
   if (blob == NULL)
     return -ENOMEM;
   ret = vmdr_blob_encode (z, kind, d, data, len, blob, cap, &blen);
@@ -675,7 +676,7 @@ vmdr_repo_put_chunks (struct vmdr_repo *r, struct vmdr_zctx *z,
 {
   struct vmdr_blob_member g[VMDR_GROUP_MAX];
   size_t new[VMDR_GROUP_MAX], k, raw = 0, blen, bytes = 0;
-  _cleanup_free_ uint8_t *blob = NULL;
+  uint8_t *blob;
   int ret = 0;
 
   if (n > VMDR_GROUP_MAX)
@@ -694,7 +695,7 @@ vmdr_repo_put_chunks (struct vmdr_repo *r, struct vmdr_zctx *z,
   /* Compress outside the lock: that is where the CPU time goes. */
   if (k >= 2 && r->cfg.group_size > 0 && raw <= VMDR_BLOB_MAX_RAW) {
     size_t cap = vmdr_blob_group_bound (k, raw);
-    if ((blob = malloc (cap)) == NULL)
+    if ((blob = vmdr_zctx_buffer (z, VMDR_ZBUF_ENCODE, cap)) == NULL)
       return -ENOMEM;
     ret = vmdr_blob_encode_group (z, r->cfg.hash, kind, g, k, blob, cap, &blen);
     if (ret == 0)
@@ -840,17 +841,20 @@ vmdr_repo_raw_len (struct vmdr_repo *r, const struct vmdr_digest *d, uint32_t *r
   return s ? 0 : -ENOENT;
 }
 
-/* The stored blob of D, header and payload: *blob (malloc'd) and *blen. */
+/* The stored blob of D, header and payload: *out and *out_len, in Z's
+ * read buffer, or (Z NULL) malloc'd into *own, which the caller frees. */
 static int
-read_blob (struct vmdr_repo *r, const struct vmdr_digest *d, void **out, size_t *out_len)
+read_blob (struct vmdr_repo *r, struct vmdr_zctx *z, const struct vmdr_digest *d,
+           void **out, size_t *out_len, void **own)
 {
-  _cleanup_free_ void *blob = NULL;
   char key[VMDR_PACK_KEY_LEN];
   struct vmdr_digest pack;
   uint32_t offset, stored;
   size_t blen;
+  void *blob;
   int ret;
 
+  *own = NULL;
   ret = vmdr_repo_locate (r, d, &pack, &offset, &stored);
   if (ret == -EAGAIN) {         /* written by us, still in memory: flush */
     if ((ret = vmdr_repo_flush (r)) < 0)
@@ -862,7 +866,8 @@ read_blob (struct vmdr_repo *r, const struct vmdr_digest *d, void **out, size_t 
   if (stored > VMDR_BLOB_MAX_STORED)
     return -EFBIG;              /* an index entry no blob can match */
   blen = VMDR_BLOB_HEADER_LEN + (size_t) stored;
-  if ((blob = malloc (blen)) == NULL)
+  blob = z ? vmdr_zctx_buffer (z, VMDR_ZBUF_READ, blen) : (*own = malloc (blen));
+  if (blob == NULL)
     return -ENOMEM;
   vmdr_pack_key (&pack, key);
   ret = vmdr_backend_read (r->b, key, offset, blen, blob);
@@ -871,7 +876,6 @@ read_blob (struct vmdr_repo *r, const struct vmdr_digest *d, void **out, size_t 
   if (ret < 0)
     return ret;
   *out = blob;
-  blob = NULL;
   *out_len = blen;
   return 0;
 }
@@ -881,9 +885,10 @@ vmdr_repo_get_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
                      const struct vmdr_digest *d, void *buf, size_t cap,
                      size_t *len)
 {
-  _cleanup_free_ void *blob = NULL;
+  _cleanup_free_ void *own = NULL;
+  void *blob;
   size_t blen;
-  int ret = read_blob (r, d, &blob, &blen);
+  int ret = read_blob (r, z, d, &blob, &blen, &own);
 
   if (ret < 0)
     return ret;
@@ -892,16 +897,19 @@ vmdr_repo_get_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
 
 int
 vmdr_repo_get_blob (struct vmdr_repo *r, struct vmdr_zctx *z, const struct vmdr_digest *d,
-                    void **blob, size_t *blen, void *buf, size_t cap, size_t *len)
+                    const void **blob, size_t *blen, void *buf, size_t cap, size_t *len)
 {
-  int ret = read_blob (r, d, blob, blen);
+  _cleanup_free_ void *own = NULL;
+  void *b;
+  int ret;
 
-  if (ret < 0)
+  *blob = NULL;
+  if (z == NULL)
+    return -EINVAL;             /* the blob lives in Z's buffer */
+  if ((ret = read_blob (r, z, d, &b, blen, &own)) < 0)
     return ret;
-  if ((ret = vmdr_blob_decode (z, r->cfg.hash, *blob, *blen, d, buf, cap, len)) < 0) {
-    free (*blob);
-    *blob = NULL;
-  }
+  if ((ret = vmdr_blob_decode (z, r->cfg.hash, b, *blen, d, buf, cap, len)) == 0)
+    *blob = b;
   return ret;
 }
 

@@ -124,10 +124,11 @@ int vmdr_repo_get_chunk (struct vmdr_repo *repo, struct vmdr_zctx *z,
                          const struct vmdr_digest *d, void *buf, size_t cap,
                          size_t *len);
 
-/* The same, and the stored blob as read: *blob (malloc'd; free it) and
- * *blen, for vmdr_repo_put_blob.  On failure *blob is NULL. */
+/* The same, and the stored blob as read: *blob and *blen, for
+ * vmdr_repo_put_blob.  *blob is in Z's read buffer (vmdr_zctx_buffer):
+ * valid until Z reads another.  On failure *blob is NULL. */
 int vmdr_repo_get_blob (struct vmdr_repo *repo, struct vmdr_zctx *z, const struct vmdr_digest *d,
-                        void **blob, size_t *blen, void *buf, size_t cap, size_t *len);
+                        const void **blob, size_t *blen, void *buf, size_t cap, size_t *len);
 
 /* Per-thread state for vmdr_repo_get_chunks: a decompression context and
  * the read buffer, kept from call to call (no allocation per chunk).
