@@ -68,7 +68,10 @@ vmdr_nbd_close (struct vmdr_nbd *r)
   if (r == NULL)
     return;
   if (r->nbd) {
-    nbd_shutdown (r->nbd, 0);
+    /* Not on a dead handle: its error would replace the one that killed it,
+     * which the caller is about to report. */
+    if (nbd_aio_is_ready (r->nbd) == 1 || nbd_aio_is_processing (r->nbd) == 1)
+      nbd_shutdown (r->nbd, 0);
     nbd_close (r->nbd);
   }
   free (r);

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libnbd.h>
+
 #include "qemu-nbd.h"
 
 extern char **environ;
@@ -33,6 +35,25 @@ listening (const char *path)
     return false;
   ok = connect (fd, (struct sockaddr *) &sa, sizeof sa) == 0;
   close (fd);
+  return ok;
+}
+
+/* The server serves EXPORT: an NBD handshake completes.  qemu-nbd listens
+ * before it opens the image and checks the bitmap, and a connection made
+ * then dies with it when it refuses them; only the main loop, which runs
+ * once the export exists, answers a handshake. */
+static bool
+serving (const char *path, const char *export)
+{
+  struct nbd_handle *h = nbd_create ();
+  bool ok;
+
+  if (h == NULL)
+    return false;
+  ok = nbd_set_export_name (h, export) == 0 && nbd_connect_unix (h, path) == 0;
+  if (ok)
+    nbd_shutdown (h, 0);
+  nbd_close (h);
   return ok;
 }
 
@@ -89,10 +110,12 @@ start_child (const char *const *argv, char *const *envp, pid_t *out)
   return 0;
 }
 
-/* Spawn qemu-nbd with ARGV and wait until it listens on SOCKET (10 s). */
+/* Spawn qemu-nbd with ARGV and wait until it listens on SOCKET (10 s), or,
+ * with EXPORT, until it serves that (a persistent server only: a probe that
+ * disconnects would end any other). */
 static int
-spawn (const char *const *argv, char *const *envp, const char *socket, bool bitmap,
-       struct vmdr_qemu_nbd *out)
+spawn (const char *const *argv, char *const *envp, const char *socket, const char *export,
+       bool bitmap, struct vmdr_qemu_nbd *out)
 {
   int st, r;
   pid_t pid;
@@ -104,7 +127,7 @@ spawn (const char *const *argv, char *const *envp, const char *socket, bool bitm
   for (int i = 0; i < 1000; i++) {
     if (waitpid (pid, &st, WNOHANG) == pid)
       return bitmap ? -ENOENT : -EIO;    /* it refused the image or bitmap */
-    if (listening (socket)) {
+    if (export ? serving (socket, export) : listening (socket)) {
       out->pid = pid;
       return 0;
     }
@@ -139,7 +162,7 @@ vmdr_qemu_nbd_start (const char *file, const char *format, const char *export,
   }
   argv[n++] = file;
   argv[n] = NULL;
-  return spawn (argv, environ, socket, bitmap != NULL, out);
+  return spawn (argv, environ, socket, export, bitmap != NULL, out);
 }
 
 /* O_DIRECT where the file system has it (not tmpfs): a restore writes each
@@ -194,7 +217,7 @@ vmdr_qemu_nbd_start_writable (const char *file, const char *format, const char *
 
   snprintf (sh, sizeof sh, "%u", shared);
   writer_env (env);
-  return spawn (argv, env, socket, false, out);
+  return spawn (argv, env, socket, NULL, false, out);
 }
 
 int

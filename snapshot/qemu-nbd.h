@@ -13,7 +13,8 @@ struct vmdr_qemu_nbd {
 /* Serve FILE (FORMAT "qcow2" or "raw") read-only as EXPORT on the unix
  * socket SOCKET for up to SHARED clients; with BITMAP (may be NULL), that
  * persistent bitmap as qemu:dirty-bitmap:BITMAP.  Returns once the server
- * listens (10 s at most).  The server is our child: stop it with
+ * answers an NBD handshake for EXPORT (10 s at most), so that an image or
+ * bitmap it refuses is an error here, not a dead connection later.  The server is our child: stop it with
  * vmdr_qemu_nbd_stop.  0, -ENOENT (no qemu-nbd, or no such bitmap or
  * image), -EIO, -ETIMEDOUT. */
 int vmdr_qemu_nbd_start (const char *file, const char *format, const char *export,

@@ -29,6 +29,19 @@ done
 i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 mount -t ext4 -o rw /dev/vda /data || { echo "VMDR-GUEST MOUNT FAILED"; exec sh; }
 
+# A disk copied mid-change (a crash-consistent snapshot, restored and booted)
+# holds a file in doubt, named in PENDING.  Settle it before the agent can
+# freeze anything: drop the file and its manifest line, then PENDING.  Else
+# the first change below would name a second file in PENDING while the first
+# still differs from the manifest, and a copy taken then would fail its check.
+p=$(cat /data/PENDING 2>/dev/null)
+if [ -n "$p" ]; then
+  rm -f "/data/$p"; sync
+  grep -v "  $p\$" /data/MANIFEST > /data/MANIFEST.tmp; sync
+  mv /data/MANIFEST.tmp /data/MANIFEST
+fi
+rm -f /data/PENDING; sync
+
 for p in /sys/class/virtio-ports/*; do      # no udev: find the agent's port by name
   if [ "$(cat $p/name 2>/dev/null)" = org.qemu.guest_agent.0 ]; then
     qemu-ga -m virtio-serial -p /dev/${p##*/} -t /run -f /run/qemu-ga.pid -l /run/qga.log &
