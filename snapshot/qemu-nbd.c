@@ -14,8 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libnbd.h>
-
+#include "nbd-reader.h"
 #include "qemu-nbd.h"
 
 extern char **environ;
@@ -45,16 +44,12 @@ listening (const char *path)
 static bool
 serving (const char *path, const char *export)
 {
-  struct nbd_handle *h = nbd_create ();
-  bool ok;
+  struct vmdr_nbd *c;
 
-  if (h == NULL)
+  if (vmdr_nbd_open_unix (path, export, NULL, &c) < 0)
     return false;
-  ok = nbd_set_export_name (h, export) == 0 && nbd_connect_unix (h, path) == 0;
-  if (ok)
-    nbd_shutdown (h, 0);
-  nbd_close (h);
-  return ok;
+  vmdr_nbd_close (c);
+  return true;
 }
 
 /* The path of PROG in $PATH, in BUF.  0 or -ENOENT. */

@@ -14,9 +14,9 @@ struct vmdr_qemu_nbd {
  * socket SOCKET for up to SHARED clients; with BITMAP (may be NULL), that
  * persistent bitmap as qemu:dirty-bitmap:BITMAP.  Returns once the server
  * answers an NBD handshake for EXPORT (10 s at most), so that an image or
- * bitmap it refuses is an error here, not a dead connection later.  The server is our child: stop it with
- * vmdr_qemu_nbd_stop.  0, -ENOENT (no qemu-nbd, or no such bitmap or
- * image), -EIO, -ETIMEDOUT. */
+ * bitmap it refuses is an error here, not a dead connection later.  The
+ * server is our child: stop it with vmdr_qemu_nbd_stop.  0, -ENOENT (no
+ * qemu-nbd, or no such bitmap or image), -EIO, -ETIMEDOUT. */
 int vmdr_qemu_nbd_start (const char *file, const char *format, const char *export,
                          const char *bitmap, const char *socket, unsigned shared,
                          struct vmdr_qemu_nbd *out);
