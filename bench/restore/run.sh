@@ -148,7 +148,9 @@ server_watch () {
     done
     t=0
     for p in "${!last[@]}"; do t=$(( t + last[$p] )); done
-    echo "$t" >"$out"
+    # Renamed into place: a kill between the truncation and the write of a
+    # plain redirect left the file empty, and the sum then broke awk.
+    echo "$t" >"$out.tmp" && mv "$out.tmp" "$out"
     sleep 0.1
   done
 }
