@@ -52,6 +52,10 @@ usage (FILE *fp, int status)
 "                         (remove it with vmdr-restore --cleanup-lab)\n"
 "      --force            replace a guest of that name or UUID on the DR host,\n"
 "                         stopping it if it runs\n"
+"      --agent-wait=S     after a resume, wait up to S seconds (default 30)\n"
+"                         for the guest agent to set the guest's clock: a\n"
+"                         guest that does not answer may be hung (warning);\n"
+"                         0 skips this\n"
 "  -j, --jobs=N           parallel readers (default 2)\n"
 "      --progress         a progress line on stderr even when it is no terminal\n"
 "      --no-progress      none even on a terminal\n"
@@ -61,7 +65,8 @@ usage (FILE *fp, int status)
 "  -V, --version          show the version and exit\n"
 "\n"
 "Exit status: 0 done, 1 failed, 2 usage, 3 done with warnings (a snapshot\n"
-"skipped, a device dropped), 4 another failover of DOMAIN is running.\n");
+"skipped, a device dropped, a resumed guest whose agent does not answer),\n"
+"4 another failover of DOMAIN is running.\n");
   exit (status);
 }
 
@@ -96,6 +101,8 @@ print_text (const char *domain, const struct opts *o, const struct vmdr_failover
   printf ("  snapshot  %s%s\n", rep->snapshot, rep->guest.resumed ? " (resumed from memory)" : " (booted)");
   printf ("  RPO       %.1f s\n", rep->rpo_seconds);
   printf ("  RTO       %.1f s\n", rep->rto_seconds);
+  if (rep->guest.clock_synced)
+    printf ("  clock     set by the guest agent after the resume\n");
   for (size_t i = 0; i < f->ndisks; i++)
     if (strncmp (f->disks[i].path, "rbd:", 4) == 0)
       printf ("  disk      %s %s (copy-on-write clone) %s\n", f->disks[i].target,
@@ -126,6 +133,7 @@ print_json (const char *domain, int r, const struct opts *o,
   json_object_object_add (j, "guest", r == 0 ? json_object_new_string (rep->guest.name) : NULL);
   json_object_object_add (j, "uuid", r == 0 ? json_object_new_string (rep->guest.uuid) : NULL);
   json_object_object_add (j, "resumed", json_object_new_boolean (rep->guest.resumed));
+  json_object_object_add (j, "clock_synced", json_object_new_boolean (rep->guest.clock_synced));
   json_object_object_add (j, "rpo_seconds", json_object_new_double (rep->rpo_seconds));
   json_object_object_add (j, "rto_seconds", json_object_new_double (rep->rto_seconds));
   json_object_object_add (j, "bytes", json_object_new_int64 ((int64_t) f->bytes));
@@ -190,10 +198,25 @@ failover_rbd (const char *address, const char *domain, struct opts *o)
   return exit_status (r, &rep);
 }
 
+/* --agent-wait: 0 (no check) becomes -1, as 0 means the default. */
+static int
+agent_wait_arg (const char *arg)
+{
+  char *end;
+  long v;
+
+  errno = 0;
+  v = strtol (arg, &end, 10);
+  if (errno || end == arg || *end || v < 0 || v > 3600)
+    cli_usage_error ("invalid --agent-wait '%s' (0 to 3600 seconds)", arg);
+  return v == 0 ? -1 : (int) v;
+}
+
 int
 main (int argc, char **argv)
 {
-  enum { AT = CHAR_MAX + 1, STORAGE, FORMAT, TEST, FORCE, JSON, PROGRESS, NO_PROGRESS, RBD };
+  enum { AT = CHAR_MAX + 1, STORAGE, FORMAT, TEST, FORCE, JSON, PROGRESS, NO_PROGRESS, RBD,
+         AGENT_WAIT };
   static const struct option lopts[] = {
     { "connect", required_argument, NULL, 'c' },
     { "repo", required_argument, NULL, 'r' },
@@ -203,6 +226,7 @@ main (int argc, char **argv)
     { "format", required_argument, NULL, FORMAT },
     { "test", no_argument, NULL, TEST },
     { "force", no_argument, NULL, FORCE },
+    { "agent-wait", required_argument, NULL, AGENT_WAIT },
     { "jobs", required_argument, NULL, 'j' },
     { "json", no_argument, NULL, JSON },
     { "progress", no_argument, NULL, PROGRESS },
@@ -242,6 +266,7 @@ main (int argc, char **argv)
       break;
     case TEST: o.f.test = true; break;
     case FORCE: o.f.force = true; break;
+    case AGENT_WAIT: o.f.agent_wait = agent_wait_arg (optarg); break;
     case 'j': o.f.threads = cmd_jobs_arg (optarg); break;
     case JSON: o.json = true; break;
     case PROGRESS: show = 1; break;

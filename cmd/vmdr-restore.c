@@ -108,6 +108,7 @@ guest_json (const struct opts *o, const struct vmdr_bringup_result *g)
   json_object_object_add (j, "defined", json_object_new_boolean (g->defined));
   json_object_object_add (j, "started", json_object_new_boolean (g->started));
   json_object_object_add (j, "resumed", json_object_new_boolean (g->resumed));
+  json_object_object_add (j, "clock_synced", json_object_new_boolean (g->clock_synced));
   json_object_object_add (j, "test_lab", json_object_new_boolean (o->guest.test_lab));
   for (size_t i = 0; i < g->warnings.n; i++)
     json_object_array_add (w, json_object_new_string (g->warnings.w[i]));

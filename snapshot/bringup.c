@@ -5,12 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libvirt/virterror.h>
 
 #include "bringup.h"
 #include "cleanup.h"
+#include "clock.h"
 #include "lab.h"
 
 static int __attribute__((format (printf, 4, 5)))
@@ -163,6 +165,92 @@ rewrite (const char *xml, const struct vmdr_manifest *m, const struct vmdr_xml_d
   return 0;
 }
 
+static void __attribute__((format (printf, 2, 3)))
+warn (struct vmdr_bringup_result *res, const char *fmt, ...)
+{
+  struct vmdr_xml_warnings *w = &res->warnings;
+  va_list ap;
+
+  if (w->n == VMDR_XML_MAX_WARNINGS) {
+    w->more++;
+    return;
+  }
+  va_start (ap, fmt);
+  vsnprintf (w->w[w->n++], sizeof w->w[0], fmt, ap);
+  va_end (ap);
+}
+
+/* How far the guest's clock is behind the host's, in seconds; false when
+ * its agent cannot say. */
+static bool
+clock_lag (virDomainPtr dom, long long *lag)
+{
+  long long secs;
+  unsigned int ns;
+
+  if (virDomainGetTime (dom, &secs, &ns, 0) < 0)
+    return false;
+  *lag = (long long) time (NULL) - secs;
+  return true;
+}
+
+/* Ask the agent of the resumed DOM to set the guest's clock: from the
+ * RTC, or (a guest that cannot, such as Windows or one without
+ * /sbin/hwclock) to the host's time.  1 done, 0 the agent answered with
+ * an error (in ERR), -1 the agent is not there (yet), -2 the guest has no
+ * agent channel. */
+static int
+sync_clock (virDomainPtr dom, char *err, size_t errlen)
+{
+  struct timespec now;
+  long long lag;
+
+  if (virDomainSetTime (dom, 0, 0, VIR_DOMAIN_TIME_SYNC) == 0)
+    return 1;
+  switch (virGetLastErrorCode ()) {
+  case VIR_ERR_ARGUMENT_UNSUPPORTED:     /* "guest agent is not configured" */
+    return -2;
+  case VIR_ERR_AGENT_UNRESPONSIVE:       /* not connected, or no answer */
+  case VIR_ERR_AGENT_UNSYNCED:
+    return -1;
+  default:
+    break;
+  }
+  snprintf (err, errlen, "%s", virGetLastErrorMessage ());
+  /* hwclock -w fails after the clock is set: judge by the clock. */
+  clock_gettime (CLOCK_REALTIME, &now);
+  if (virDomainSetTime (dom, now.tv_sec, (unsigned) now.tv_nsec, 0) == 0)
+    return 1;
+  return clock_lag (dom, &lag) && llabs (lag) <= VMDR_CLOCK_SKEW_S ? 1 : 0;
+}
+
+/* After a resume: see vmdr_bringup in the header. */
+static void
+settle_resumed (virDomainPtr dom, const struct vmdr_bringup_opts *o,
+                struct vmdr_bringup_result *res)
+{
+  int wait = o->agent_wait ? o->agent_wait : VMDR_AGENT_WAIT_S;
+  double end = vmdr_mono_seconds () + wait;
+  char err[256] = "";
+  long long lag;
+  int r;
+
+  if (o->agent_wait < 0)
+    return;
+  while ((r = sync_clock (dom, err, sizeof err)) == -1 && vmdr_mono_seconds () < end)
+    sleep (1);
+  if (r == 1)
+    res->clock_synced = true;
+  else if (r == 0 && clock_lag (dom, &lag))
+    warn (res, "'%s' was resumed, but its clock, %lld s behind the host's, could not be set: %s",
+          res->name, lag, err);
+  else if (r == 0)
+    warn (res, "'%s' was resumed, but its clock could not be set: %s", res->name, err);
+  else if (r == -1)
+    warn (res, "'%s' was resumed, but its guest agent has not answered in %d s: "
+          "the guest may be hung (%s)", res->name, wait, virGetLastErrorMessage ());
+}
+
 /* Start or resume (from MEMORY_PATH) the defined DOM. */
 static int
 run (virConnectPtr conn, virDomainPtr dom, const char *xml, const char *memory_path,
@@ -174,6 +262,7 @@ run (virConnectPtr conn, virDomainPtr dom, const char *xml, const char *memory_p
                    virGetLastErrorMessage ());
     res->started = res->resumed = true;
     unlink (memory_path);         /* consumed: the guest runs from it now */
+    settle_resumed (dom, o, res);
     return 0;
   }
   if (o->start) {

@@ -23,12 +23,18 @@ struct vmdr_bringup_opts {
   bool test_lab;                /* every NIC on the isolated VMDR_LAB_NETWORK */
   bool force;                   /* replace a domain of that name or UUID */
   bool memory;                  /* resume from the restored memory image */
+  int agent_wait;               /* after a resume, seconds to wait for the
+                                 * guest agent (see vmdr_bringup); 0: the
+                                 * default, VMDR_AGENT_WAIT_S; < 0: no check */
 };
+
+#define VMDR_AGENT_WAIT_S 30
 
 struct vmdr_bringup_result {
   char name[256];
   char uuid[37];
   bool defined, started, resumed;
+  bool clock_synced;            /* resumed, and the agent set the guest's clock */
   struct vmdr_xml_warnings warnings;
   char error[768];
 };
@@ -49,7 +55,16 @@ int vmdr_bringup_check (virConnectPtr conn, const struct vmdr_manifest *m,
 /* Define M's guest on CONN on top of the restored FILES (and start it, or
  * resume it from files->memory_path).  A domain in the way is replaced only
  * with o->force (destroyed if it runs).  On failure nothing this call
- * defined is left defined.  0 or -errno, res->error saying what failed. */
+ * defined is left defined.  0 or -errno, res->error saying what failed.
+ *
+ * A resumed guest's clock stands at the snapshot point, and libvirt calls
+ * a guest running whether or not it survived the restore.  So after a
+ * resume, when the guest has an agent channel, its agent is asked (for up
+ * to o->agent_wait seconds) to set the guest's clock from its RTC, which
+ * QEMU keeps at the host's time (res->clock_synced).  An agent that does
+ * not answer, or a clock still off by more than VMDR_CLOCK_SKEW_S, is a
+ * warning in res->warnings: the guest runs, but may be hung. */
+#define VMDR_CLOCK_SKEW_S 5
 int vmdr_bringup (virConnectPtr conn, const struct vmdr_manifest *m,
                   const struct vmdr_restore_result *files,
                   const struct vmdr_bringup_opts *o, struct vmdr_bringup_result *res);

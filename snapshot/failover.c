@@ -187,7 +187,8 @@ try_snapshot (struct run *run, const char *id, bool *checked)
   struct vmdr_failover_report *rep = run->rep;
   struct vmdr_manifest m = { 0 };
   struct vmdr_bringup_opts g = { .keep_identity = !run->o->test, .start = true,
-                                 .test_lab = run->o->test, .force = run->o->force };
+                                 .test_lab = run->o->test, .force = run->o->force,
+                                 .agent_wait = run->o->agent_wait };
   struct vmdr_restore_files_opts f = {
     .dir = run->o->storage, .name = run->name, .format = run->o->format,
     .io = { .threads = run->o->threads, .progress = run->o->progress, .popaque = run->o->popaque },
@@ -409,7 +410,8 @@ try_rbd_snapshot (struct run *run, struct vmdr_rbd *rbd, const char *time, bool 
   struct vmdr_failover_report *rep = run->rep;
   struct vmdr_manifest m = { 0 };
   struct vmdr_bringup_opts g = { .keep_identity = !run->o->test, .start = true,
-                                 .test_lab = run->o->test, .force = run->o->force };
+                                 .test_lab = run->o->test, .force = run->o->force,
+                                 .agent_wait = run->o->agent_wait };
   char image[VMDR_RBD_NAME_MAX];
   int r;
 

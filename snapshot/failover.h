@@ -24,6 +24,7 @@ struct vmdr_failover_opts {
   bool force;                   /* replace a domain in the way on the target */
   unsigned threads;
   unsigned wait_seconds;        /* for the guest to be running */
+  int agent_wait;               /* vmdr_bringup_opts.agent_wait */
   vmdr_progress_fn progress;
   void *popaque;
   vmdr_step_fn step;
