@@ -636,6 +636,38 @@ open_direct (int fd)
   return open (path, O_WRONLY | O_DIRECT | O_CLOEXEC);
 }
 
+/* LEN bytes at OFF of FD: directly where alignment allows. */
+static int
+write_file (struct reader *r, const uint8_t *buf, size_t len, uint64_t off)
+{
+  if (r->dfd >= 0 && ((uintptr_t) buf | len | off) % DIRECT_ALIGN == 0) {
+    int e = pwrite_all (r->dfd, buf, len, off);
+    if (e != -EINVAL)
+      return e;
+    /* A device with larger blocks: through the page cache after all. */
+  }
+  return pwrite_all (r->fd, buf, len, off);
+}
+
+/* The layout's extent holding disk byte OFF, or NULL. */
+static const struct vmdr_out_extent *
+find_extent (const struct vmdr_read_opts *o, uint64_t off)
+{
+  size_t lo = 0, hi = o->nlayout;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const struct vmdr_out_extent *x = &o->layout[mid];
+    if (off < x->start)
+      hi = mid;
+    else if (off - x->start >= x->len)
+      lo = mid + 1;
+    else
+      return x;
+  }
+  return NULL;
+}
+
 /* LEN bytes of restored chunks at byte OFF of the disk. */
 static int
 write_out (struct reader *r, unsigned no, const uint8_t *buf, size_t len, uint64_t off)
@@ -644,13 +676,21 @@ write_out (struct reader *r, unsigned no, const uint8_t *buf, size_t len, uint64
     return r->o->sink (r->o->sopaque, no, buf, len, off);
   if (r->fd < 0)
     return 0;                   /* verify only */
-  if (r->dfd >= 0 && ((uintptr_t) buf | len | off) % DIRECT_ALIGN == 0) {
-    int e = pwrite_all (r->dfd, buf, len, off);
-    if (e != -EINVAL)
+  if (r->o->layout == NULL)
+    return write_file (r, buf, len, off);
+  while (len > 0) {
+    const struct vmdr_out_extent *x = find_extent (r->o, off);
+    if (x == NULL)
+      return -ERANGE;
+    size_t n = x->start + x->len - off < len ? (size_t) (x->start + x->len - off) : len;
+    int e = write_file (r, buf, n, x->host + (off - x->start));
+    if (e < 0)
       return e;
-    /* A device with larger blocks: through the page cache after all. */
+    buf += n;
+    off += n;
+    len -= n;
   }
-  return pwrite_all (r->fd, buf, len, off);
+  return 0;
 }
 
 /* A run of verified chunks without a hole between them: LEN bytes at POS

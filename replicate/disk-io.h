@@ -115,8 +115,20 @@ typedef bool (*vmdr_chunk_filter_fn) (void *opaque, uint64_t index,
 typedef int (*vmdr_sink_fn) (void *opaque, unsigned worker, const void *buf,
                              size_t len, uint64_t off);
 
+/* A piece of an output file's layout: the disk's bytes [start, start +
+ * len) are in the file from offset host on (a qcow2 image's data
+ * clusters, as qemu-img reports them). */
+struct vmdr_out_extent {
+  uint64_t start, len, host;
+};
+
 struct vmdr_read_opts {
   int fd;                       /* where to write; -1: verify only */
+  const struct vmdr_out_extent *layout;   /* NULL: each byte at its own offset
+                                 * in fd; else sorted by start, and every
+                                 * chunk written must lie in its extents
+                                 * (-ERANGE if not) */
+  size_t nlayout;
   vmdr_sink_fn sink;            /* if not NULL, chunks go here, not to fd */
   void *sopaque;
   bool ordered;                 /* sink calls one at a time and in disk order,
