@@ -204,6 +204,16 @@ vmdr_nbd_pwrite (struct vmdr_nbd *r, const void *buf, size_t count, uint64_t off
 }
 
 int
+vmdr_nbd_trim (struct vmdr_nbd *r, uint64_t count, uint64_t offset)
+{
+  if (count > VMDR_NBD_MAX_TRIM)
+    return -EINVAL;
+  if (nbd_trim (r->nbd, count, offset, 0) == -1)
+    return nbd_errno ();
+  return 0;
+}
+
+int
 vmdr_nbd_flush (struct vmdr_nbd *r)
 {
   if (nbd_flush (r->nbd, 0) == -1)

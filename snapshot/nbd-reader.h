@@ -28,8 +28,8 @@ struct vmdr_nbd;
 /* Connect to EXPORT on the unix socket SOCKET and request the metadata
  * contexts in CONTEXTS (a NULL-terminated array, may be NULL or empty).
  * A context the server does not offer is not an error here; ask with
- * vmdr_nbd_has_context.  Only vmdr_nbd_pwrite writes (a restore into an
- * image); nothing else does.
+ * vmdr_nbd_has_context.  Only vmdr_nbd_pwrite and vmdr_nbd_trim write
+ * (a restore into an image); nothing else does.
  * Returns 0 and *out, or -errno (-ECONNREFUSED, -ENOENT, -EIO, ...). */
 int vmdr_nbd_open_unix (const char *socket, const char *export,
                         const char *const *contexts, struct vmdr_nbd **out);
@@ -67,6 +67,11 @@ int vmdr_nbd_pread (struct vmdr_nbd *r, void *buf, size_t count,
 int vmdr_nbd_pwrite (struct vmdr_nbd *r, const void *buf, size_t count,
                      uint64_t offset);
 int vmdr_nbd_flush (struct vmdr_nbd *r);
+
+/* Discard COUNT (at most VMDR_NBD_MAX_TRIM) bytes at OFFSET: the server
+ * may make them a hole that reads as zeros.  0 or -errno. */
+#define VMDR_NBD_MAX_TRIM (1ull << 30)
+int vmdr_nbd_trim (struct vmdr_nbd *r, uint64_t count, uint64_t offset);
 
 /* The libnbd message of the last failure on this thread, never NULL. */
 const char *vmdr_nbd_last_error (void);
