@@ -34,7 +34,10 @@ bool vmdr_restore_format_valid (const char *format);
 
 /* Write disk D to PATH as FORMAT: sparse (zero chunks stay holes, or
  * unallocated qcow2 clusters), every chunk verified against its digest.
- * qcow2 goes through a writable qemu-nbd.  0, -EEXIST (PATH exists and not
+ * qcow2: qemu-img makes the image and places its clusters, the holes are
+ * marked through a writable qemu-nbd, and the data goes straight into the
+ * clusters (or all of it through qemu-nbd when qemu-img's map of the new
+ * image is not plain, see qemu-img.h).  0, -EEXIST (PATH exists and not
  * o->force), -EINVAL, the repository's damage errors (-EBADMSG, -EILSEQ,
  * -ENOENT with f->damage), or the output's -errno. */
 int vmdr_restore_disk_file (struct vmdr_repo *repo, const struct vmdr_manifest_disk *d,

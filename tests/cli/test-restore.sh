@@ -49,6 +49,23 @@ tap_ok "qcow2 vdb equals the source" qemu-img compare -q -f raw -F qcow2 "$T/vdb
 tap_ok "the qcow2 image is valid" qemu-img check -q "$O/web-vda.qcow2"
 tap_ok "its holes are unallocated ($(alloc "$O/web-vda.qcow2") KiB)" \
   test "$(alloc "$O/web-vda.qcow2")" -le $((4 * 1024 + 512))
+# bytes qemu reads from the image's data clusters (not zero clusters)
+qdata() { qemu-img map --output=json "$1" |
+  python3 -c 'import json,sys; print(sum(e["length"] for e in json.load(sys.stdin) if e["data"]))'; }
+tap_ok "... and qemu sees them as holes ($(qdata "$O/web-vda.qcow2") bytes of data)" \
+  test "$(qdata "$O/web-vda.qcow2")" -le $((5 << 20))
+rm -f "$O"/*
+# Fault injection: a qemu-img whose map says the data is compressed (not
+# plainly in the file), so the restore writes all of it through qemu-nbd.
+mkdir -p "$T/bin"
+printf '#!/bin/sh\nif [ "$1" = map ]; then %s "$@" | sed "s/\"data\": true/\"data\": true, \"compressed\": true/g"; else exec %s "$@"; fi\n' \
+  "$(command -v qemu-img)" "$(command -v qemu-img)" > "$T/bin/qemu-img"
+chmod +x "$T/bin/qemu-img"
+tap_ok "qcow2 when qemu-img's map is not plain: through qemu-nbd" \
+  env PATH="$T/bin:$PATH" vmdr-restore -q -r "$R" "$id2" -o "$O" --format qcow2 --disks vda
+tap_ok "... equals the source" qemu-img compare -q -f raw -F qcow2 "$T/vda2" "$O/web-vda.qcow2"
+tap_ok "... holes unallocated ($(alloc "$O/web-vda.qcow2") KiB)" \
+  test "$(alloc "$O/web-vda.qcow2")" -le $((4 * 1024 + 512))
 rm -f "$O"/*
 
 tap_ok "an older snapshot by id, one disk, a new name" \
