@@ -785,3 +785,43 @@ Test (disk_read, short_tail_and_tmpfs_target)
   close (fd);
   vmdr_repo_close (r);
 }
+
+/* With a layout, each disk range goes to its extent's place in the file
+ * (a split between chunks, an unaligned host offset), nothing goes
+ * anywhere else, and data outside every extent is -ERANGE. */
+Test (disk_read, into_a_layout)
+{
+  static const uint64_t regions[][2] = { { 0, 3u << 20 }, { 5u << 20, 2u << 20 } };
+  static const struct vmdr_out_extent layout[] = {
+    { 0, (1u << 20) + 4096, 16u << 20 },
+    { (1u << 20) + 4096, (2u << 20) - 4096, 10u << 20 },
+    { 5u << 20, 2u << 20, (12u << 20) + 512 },
+  };
+  const uint64_t size = 8u << 20;
+  struct vmdr_repo *r = scratch_repo (small_packs);
+  struct vmdr_disk_read_stats st;
+  struct vmdr_disk_tree t;
+  static uint8_t a[65536], b[65536];
+  char path[160];
+  int fd = image_in_repo (r, "img", size, regions, 2, &t);
+
+  path_of (path, sizeof path, "out");
+  int out = open (path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  cr_assert_geq (out, 0);
+  struct vmdr_read_opts o = { .fd = out, .threads = 2, .layout = layout, .nlayout = 3 };
+  cr_assert_eq (vmdr_disk_read (r, &t, &o, &st, NULL), 0);
+  for (size_t i = 0; i < 3; i++)
+    for (uint64_t at = 0; at < layout[i].len; at += sizeof a) {
+      size_t n = layout[i].len - at < sizeof a ? (size_t) (layout[i].len - at) : sizeof a;
+      cr_assert_eq (pread (fd, a, n, (off_t) (layout[i].start + at)), (ssize_t) n);
+      cr_assert_eq (pread (out, b, n, (off_t) (layout[i].host + at)), (ssize_t) n);
+      cr_assert_eq (memcmp (a, b, n), 0, "extent %zu at %llu", i, (unsigned long long) at);
+    }
+  cr_assert_eq (lseek (out, 0, SEEK_DATA), 10u << 20, "written below the layout");
+
+  o.nlayout = 2;                /* the second region has nowhere to go */
+  cr_assert_eq (vmdr_disk_read (r, &t, &o, &st, NULL), -ERANGE);
+  close (out);
+  close (fd);
+  vmdr_repo_close (r);
+}
