@@ -26,7 +26,7 @@
 #            those bytes (XXH3, zstd decompression, the digest and its
 #            check), all cores, no I/O (cpulimit.c in this directory)
 #   vmdr     vmdr-restore of the chain's last snapshot (full + 2
-#            incrementals) to raw and to qcow2 (through qemu-nbd), each with
+#            incrementals) to raw and to qcow2, each with
 #            -j 1, 2, 3 and 4; vmdr-verify of it with the packs in the page cache
 #            (the CPU work without the disk)
 #   vnb      virtnbdrestore of the plain and of the --compress chain (qcow2)
@@ -39,7 +39,9 @@
 # it); "other" is the CPU the rest of the machine used meanwhile
 # (a run disturbed by more than 0.5 s + 5 % of the machine is redone, at
 # most $VMDR_BENCH_RETRIES times).  MB/s = the disk's data (allocated bytes
-# of ref.raw) / wall.  One run; the table goes to stdout and
+# of ref.raw) / wall.  The limits and each vmdr-restore run
+# $VMDR_BENCH_REPEAT times and the run with the median wall counts; the
+# rest run once.  The table goes to stdout and
 # $VMDR_BENCH_DIR/results.txt.
 #
 # As root on Debian 12, with vmdr built; installs what is missing of its own
@@ -60,6 +62,7 @@
 #   VMDR_BENCH_DROP     0 not to drop the page cache
 #   VMDR_BENCH_QUIET    seconds to wait for other load before a run (120)
 #   VMDR_BENCH_RETRIES  how often a disturbed run is redone (3)
+#   VMDR_BENCH_REPEAT   runs of each limit and vmdr restore; the median counts (3)
 #   VMDR_BENCH_KEEP     1 to keep images, backups and the instances' dirs
 set -euo pipefail
 
@@ -75,6 +78,7 @@ read -r -a jobs <<<"${VMDR_BENCH_JOBS:-1 2 3 4}"
 drop=${VMDR_BENCH_DROP:-1}
 quiet=${VMDR_BENCH_QUIET:-120}
 retries=${VMDR_BENCH_RETRIES:-3}
+repeat=${VMDR_BENCH_REPEAT:-3}
 ncpu=$(nproc)
 results=$work/results.txt
 harness=$root/tests/harness/libvirt.sh
@@ -202,6 +206,22 @@ timed () {
   log "  [$label] wall $w s, CPU ${C[$label]} s (user $u, sys $s$([[ -z ${SERVER:-} ]] || echo ", of which its qemu-nbd $srv")), peak RSS $(( m / 1024 )) MiB, kernel threads $kern s, other CPU $other s"
 }
 
+# median LABEL CMD...: timed, $repeat times (labels LABEL.1 ..), and the
+# run with the median wall becomes LABEL: one run of these short
+# commands varies by up to 30 % here (the disk's cache flushes).
+median () {
+  local label=$1 i l pick
+  shift
+  for (( i = 1; i <= repeat; i++ )); do timed "$label.$i" "$@"; done
+  pick=$(for (( i = 1; i <= repeat; i++ )); do echo "${W[$label.$i]} $i"; done |
+         sort -n | awk -v n="$repeat" 'NR == int ((n + 1) / 2) { print $2 }')
+  l=$label.$pick
+  W[$label]=${W[$l]} C[$label]=${C[$l]} M[$label]=${M[$l]} O[$label]=${O[$l]} K[$label]=${K[$l]}
+  R[$label]=0
+  for (( i = 1; i <= repeat; i++ )); do R[$label]=$(( R[$label] + R[$label.$i] )); done
+  log "  [$label] median of $repeat: wall ${W[$label]} s (walls: $(for (( i = 1; i <= repeat; i++ )); do printf '%s ' "${W[$label.$i]}"; done | sed 's/ $//'))"
+}
+
 bytes () { du -sb "$1" | cut -f1; }
 
 # Is image $1 (format $2) the source disk?  Dies if not.  (-U: the image
@@ -279,11 +299,11 @@ ls -l vnb-z | tee -a "$results"
 # ---- the write limit -----------------------------------------------------------------
 log ""
 log "## write limit: qemu-img convert -O raw of the source image (src.qcow2, the disk after round 2)"
-SETUP='rm -f ref.raw' timed write-convert qemu-img convert -f qcow2 -O raw src.qcow2 ref.raw
-SETUP='rm -f ref.raw' timed write-limit sh -c 'qemu-img convert -f qcow2 -O raw src.qcow2 ref.raw && sync ref.raw'
+SETUP='rm -f ref.raw' median write-convert qemu-img convert -f qcow2 -O raw src.qcow2 ref.raw
+SETUP='rm -f ref.raw' median write-limit sh -c 'qemu-img convert -f qcow2 -O raw src.qcow2 ref.raw && sync ref.raw'
 # What writing a qcow2 costs qemu's own qcow2 driver (cluster allocation,
 # L2 and refcount tables), beside which a qcow2 restore is measured too.
-SETUP='rm -f ref.qcow2' timed write-limit-qcow2 sh -c 'qemu-img convert -f qcow2 -O qcow2 src.qcow2 ref.qcow2 && sync ref.qcow2'
+SETUP='rm -f ref.qcow2' median write-limit-qcow2 sh -c 'qemu-img convert -f qcow2 -O qcow2 src.qcow2 ref.qcow2 && sync ref.qcow2'
 rm -f ref.qcow2
 data=$(du -B1 ref.raw | cut -f1)
 virt=$(stat -c %s ref.raw)
@@ -294,7 +314,7 @@ for fmt in raw qcow2; do
   log ""
   log "## vmdr-restore --format $fmt of the chain's last snapshot"
   for j in "${jobs[@]}"; do
-    SETUP='rm -rf out; mkdir out' timed "vmdr-$fmt-j$j" "$vrestore" -q -r repo vm1@latest -o out \
+    SETUP='rm -rf out; mkdir out' median "vmdr-$fmt-j$j" "$vrestore" -q -r repo vm1@latest -o out \
       --format "$fmt" -j "$j"
     same_as_ref "out/vm1-vda.$fmt" "$fmt"
   done
@@ -360,7 +380,7 @@ row () {   # LABEL WHAT
       o == "" ? "-" : sprintf ("%.2f", o), (r > 0 ? sprintf (" (%d redone)", r) : "") }' | tee -a "$results"
 }
 log ""
-log "## Summary (one run; wall and CPU (user+sys, children and virtnbdrestore's qemu-nbd included) in seconds;"
+log "## Summary (the limits and vmdr-restore: the run with the median wall of $repeat; the rest one run; wall and CPU (user+sys, children and virtnbdrestore's qemu-nbd included) in seconds;"
 log "## RSS MiB; MB/s = the disk's $(calc "$data / 1e6") MB of data / wall; kthr = CPU of kernel threads meanwhile"
 log "## (writeback of buffered writes); other = CPU the rest of the machine used meanwhile)"
 log "$(printf '%-20s %-44s %6s %6s %5s %6s %6s %6s' run what wall cpu RSS MB/s kthr other)"
