@@ -92,6 +92,19 @@ cmd_jobs_arg (const char *arg)
   return (unsigned) jobs;
 }
 
+long
+cmd_long_arg (const char *opt, const char *arg, long min, long max)
+{
+  char *end;
+  long v;
+
+  errno = 0;
+  v = strtol (arg, &end, 10);
+  if (errno || end == arg || *end || v < min || v > max)
+    cli_usage_error ("invalid %s '%s' (%ld to %ld)", opt, arg, min, max);
+  return v;
+}
+
 void
 cmd_keep_arg (int c, int base, const char *arg, struct vmdr_keep *k)
 {
@@ -102,16 +115,10 @@ cmd_keep_arg (int c, int base, const char *arg, struct vmdr_keep *k)
     &k->last, &k->hourly, &k->daily, &k->weekly, &k->monthly, &k->yearly,
   };
   int i = c - base;
-  char *end;
-  long v;
 
   if (i < 0 || i >= CMD_KEEP_COUNT)
     abort ();                   /* the caller's table is wrong */
-  errno = 0;
-  v = strtol (arg, &end, 10);
-  if (errno || end == arg || *end || v < 0 || v > 1000000)
-    cli_usage_error ("invalid %s '%s' (0 to 1000000)", names[i], arg);
-  *fields[i] = (unsigned) v;
+  *fields[i] = (unsigned) cmd_long_arg (names[i], arg, 0, 1000000);
 }
 
 const char *

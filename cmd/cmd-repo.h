@@ -18,6 +18,10 @@ struct vmdr_repo *cmd_open_repo (const char *address, bool load_index);
 /* -j/--jobs: 1 .. VMDR_MAX_THREADS, else a usage error (exit 2). */
 unsigned cmd_jobs_arg (const char *arg);
 
+/* The decimal value ARG of option OPT, MIN .. MAX, else a usage error
+ * "invalid OPT 'ARG' (MIN to MAX)" (exit 2). */
+long cmd_long_arg (const char *opt, const char *arg, long min, long max);
+
 /* The retention rules --keep-last ... --keep-yearly, for a getopt_long
  * table: their values are BASE .. BASE + 5. */
 #define CMD_KEEP_OPTIONS(base) \

@@ -202,13 +202,8 @@ failover_rbd (const char *address, const char *domain, struct opts *o)
 static int
 agent_wait_arg (const char *arg)
 {
-  char *end;
-  long v;
+  long v = cmd_long_arg ("--agent-wait", arg, 0, 3600);
 
-  errno = 0;
-  v = strtol (arg, &end, 10);
-  if (errno || end == arg || *end || v < 0 || v > 3600)
-    cli_usage_error ("invalid --agent-wait '%s' (0 to 3600 seconds)", arg);
   return v == 0 ? -1 : (int) v;
 }
 

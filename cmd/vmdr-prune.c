@@ -60,14 +60,7 @@ usage (FILE *fp, int status)
 static long
 grace_arg (const char *arg)
 {
-  char *end;
-  long v;
-
-  errno = 0;
-  v = strtol (arg, &end, 10);
-  if (errno || end == arg || *end || v < 0 || v > 1000000)
-    cli_usage_error ("invalid --grace '%s' (0 to 1000000)", arg);
-  return v;
+  return cmd_long_arg ("--grace", arg, 0, 1000000);
 }
 
 struct opts {
