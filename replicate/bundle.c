@@ -33,14 +33,6 @@
 #define NODE_HEADER 16
 #define READ_BLOCK (64u << 10)
 
-static const struct vmdr_digest zero_digest;
-
-static bool
-is_zero (const struct vmdr_digest *d)
-{
-  return memcmp (d, &zero_digest, sizeof *d) == 0;
-}
-
 static void __attribute__((format (printf, 3, 4)))
 say (char *why, size_t len, const char *fmt, ...)
 {
@@ -511,7 +503,7 @@ ex_chunk (struct exporter *ex, const struct vmdr_digest *d)
 {
   int r;
 
-  if (is_zero (d) || seen (ex, d))
+  if (vmdr_digest_is_zero (d) || seen (ex, d))
     return 0;
   if ((r = mark (ex, d)) < 0 || ex->base_pass)
     return r;
@@ -1377,7 +1369,7 @@ import_node (struct importer *im, struct job *j)
   for (size_t i = 0; i < n; i++) {
     struct vmdr_digest c;
     memcpy (c.b, im->raw + NODE_HEADER + i * width, VMDR_DIGEST_LEN);
-    if (!is_zero (&c) && !present (im, &c)) {
+    if (!vmdr_digest_is_zero (&c) && !present (im, &c)) {
       free (j->blob);
       vmdr_digest_to_hex (&c, chex);
       rd_say (im->rd, "index node %s names %s, which is %s", hex, chex, elsewhere (im));
@@ -1412,7 +1404,7 @@ import_blob (struct importer *im, const char *name, uint64_t size, uint64_t *byt
       vmdr_digest_from_hex (name + strlen (BLOB_PREFIX) + 3, &j.d) < 0)
     return unexpected (rd, name, "a blob");
   printable (name, pb, sizeof pb);
-  if (is_zero (&j.d)) {
+  if (vmdr_digest_is_zero (&j.d)) {
     rd_say (rd, "entry '%s': the zero digest names no blob", pb);
     return -EBADMSG;
   }
@@ -1502,7 +1494,7 @@ check_chunk (struct check *c, const struct vmdr_digest *d)
 {
   struct dentry *e;
 
-  if (is_zero (d))
+  if (vmdr_digest_is_zero (d))
     return 0;
   if ((e = dset_find (&c->im->set, d)) != NULL) {
     if (e->kind != VMDR_BLOB_DATA) {

@@ -14,12 +14,6 @@ static const char node_magic[4] = { 'V', 'M', 'X', '1' };
 static const struct vmdr_digest zero;
 
 static bool
-is_zero (const struct vmdr_digest *d)
-{
-  return memcmp (d, &zero, sizeof *d) == 0;
-}
-
-static bool
 same (const struct vmdr_digest *a, const struct vmdr_digest *b)
 {
   return memcmp (a, b, sizeof *a) == 0;
@@ -109,7 +103,7 @@ read_node (struct diff *df, const struct vmdr_digest *d, unsigned level, uint32_
 static struct ref
 node_ref (const struct vmdr_digest *d, uint64_t count)
 {
-  struct ref r = { .kind = is_zero (d) ? REF_ZERO : REF_NODE, .d = *d, .count = count };
+  struct ref r = { .kind = vmdr_digest_is_zero (d) ? REF_ZERO : REF_NODE, .d = *d, .count = count };
   return r;
 }
 
@@ -175,7 +169,7 @@ diff_node (struct diff *df, unsigned level, uint64_t first, uint64_t count,
 
   if (old->kind == REF_NODE && same (&old->d, nd))
     return 0;                   /* the same subtree */
-  if (is_zero (nd))
+  if (vmdr_digest_is_zero (nd))
     return old->kind == REF_ZERO ? 0 : df->fn (df->opaque, first, count, NULL);
   if ((e = malloc ((size_t) n * sizeof *e)) == NULL)
     return -ENOMEM;
@@ -285,7 +279,7 @@ vmdr_disk_tree_lookup (struct vmdr_repo *repo, struct vmdr_zctx *z,
   for (size_t k = 0; k < n; k++) {
     struct vmdr_digest d = tree->root;
     uint64_t first = 0, count = nchunks;
-    for (unsigned level = tree->depth; level-- > 0 && !is_zero (&d);) {
+    for (unsigned level = tree->depth; level-- > 0 && !vmdr_digest_is_zero (&d);) {
       uint64_t per = per_entry (tree->fanout, level);
       uint32_t nent = (uint32_t) ((count + per - 1) / per), i = (uint32_t) ((idx[k] - first) / per);
       if ((r = read_node (&df, &d, level, nent, e)) < 0)

@@ -13,12 +13,6 @@
 static const char node_magic[4] = { 'V', 'M', 'X', '1' };
 static const struct vmdr_digest zero;
 
-static bool
-is_zero (const struct vmdr_digest *d)
-{
-  return memcmp (d, &zero, sizeof *d) == 0;
-}
-
 /* A leaf being changed: its entries, loaded from the parent on first use. */
 struct open_leaf {
   uint64_t no;
@@ -69,7 +63,7 @@ put_node (struct vmdr_disk_builder *b, unsigned level,
   uint32_t i;
   int r;
 
-  for (i = 0; i < n && is_zero (&e[i]); i++)
+  for (i = 0; i < n && vmdr_digest_is_zero (&e[i]); i++)
     ;
   if (i == n) {                 /* all zero: no node, the zero digest */
     *out = zero;
@@ -141,7 +135,7 @@ collect_leaves (struct vmdr_repo *repo, struct vmdr_zctx *z, uint8_t *buf,
   _cleanup_free_ struct vmdr_digest *e = NULL;
   int r;
 
-  if (is_zero (d)) {
+  if (vmdr_digest_is_zero (d)) {
     memset (out, 0, nleaves * sizeof *out);
     return 0;
   }
@@ -274,7 +268,7 @@ open_leaf (struct vmdr_disk_builder *b, uint64_t no, struct vmdr_digest **e)
   l->e = calloc (fanout, sizeof *l->e);
   if (l->e == NULL)
     return -ENOMEM;
-  if (!is_zero (&b->leaves[no])) {
+  if (!vmdr_digest_is_zero (&b->leaves[no])) {
     n = leaf_entries (b->parent_chunks, fanout, no);
     r = get_node (b->repo, b->z, b->node, fanout, &b->leaves[no], 0, n, l->e);
     if (r < 0) {
@@ -402,7 +396,7 @@ walk_node (struct walk *w, const struct vmdr_digest *d, unsigned level,
   uint32_t n;
   int r;
 
-  if (is_zero (d))
+  if (vmdr_digest_is_zero (d))
     return w->fn (w->opaque, first, count, NULL);
   if (w->node_fn && (r = w->node_fn (w->opaque, d)) != 0)
     return r > 0 ? 0 : r;

@@ -935,7 +935,6 @@ static int
 queue_leaf (void *opaque, uint64_t first, uint64_t count,
             const struct vmdr_digest *digests)
 {
-  static const struct vmdr_digest zero;
   struct reader *r = opaque;
   struct batch *c = &r->cur;
   int e = 0;
@@ -945,7 +944,7 @@ queue_leaf (void *opaque, uint64_t first, uint64_t count,
   pthread_mutex_lock (&r->lock);
   for (uint64_t i = 0; i < count && r->err == 0; i++) {
     uint64_t index = first + i;
-    if (memcmp (&digests[i], &zero, sizeof zero) == 0 ||
+    if (vmdr_digest_is_zero (&digests[i]) ||
         (r->o->filter && !r->o->filter (r->o->fopaque, index, &digests[i])))
       continue;
     if (c->n > 0 && index - c->first >= r->per) {

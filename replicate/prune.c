@@ -151,12 +151,11 @@ mark_node (void *opaque, const struct vmdr_digest *d)
 static int
 mark_leaf (void *opaque, uint64_t first, uint64_t count, const struct vmdr_digest *d)
 {
-  static const struct vmdr_digest zero;
   struct mark *m = opaque;
 
   (void) first;
   for (uint64_t i = 0; d && i < count; i++)
-    if (memcmp (&d[i], &zero, sizeof zero) != 0 && vmdr_digest_set_add (m->live, &d[i]) < 0)
+    if (!vmdr_digest_is_zero (&d[i]) && vmdr_digest_set_add (m->live, &d[i]) < 0)
       return -ENOMEM;
   return 0;
 }

@@ -968,13 +968,6 @@ struct applier {
   uint64_t bad_index;
 };
 
-static bool
-is_zero (const struct vmdr_digest *d)
-{
-  static const struct vmdr_digest zero;
-  return memcmp (d, &zero, sizeof zero) == 0;
-}
-
 static void
 throttle (struct applier *a, uint64_t sent)
 {
@@ -1138,7 +1131,7 @@ on_diff (void *opaque, uint64_t first, uint64_t count, const struct vmdr_digest 
   if (d == NULL)
     return zero_range (a, first, count);
   for (uint64_t i = 0; i < count && r == 0; i++) {
-    if (is_zero (&d[i])) {
+    if (vmdr_digest_is_zero (&d[i])) {
       if (zcount == 0)
         zfirst = first + i;
       zcount++;
@@ -1418,7 +1411,7 @@ apply_disk (struct run *run, const struct vmdr_manifest *m, const struct vmdr_ma
   if (r == -EBADMSG || r == -EILSEQ || r == -ENOENT) {
     char hex[VMDR_DIGEST_HEX_LEN + 1];
     vmdr_digest_to_hex (&bad, hex);
-    if (is_zero (&bad))
+    if (vmdr_digest_is_zero (&bad))
       snprintf (where, wlen, "the index of disk %s is damaged at the source (%s)",
                 d->target, vmdr_damage_text (r));
     else

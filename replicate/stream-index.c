@@ -24,12 +24,6 @@ static const char node_magic[4] = { 'V', 'M', 'S', '1' };
 static const struct vmdr_digest zero;
 
 static bool
-is_zero (const struct vmdr_digest *d)
-{
-  return memcmp (d, &zero, sizeof *d) == 0;
-}
-
-static bool
 all_zero (const uint8_t *p, size_t len)
 {
   /* p[0] == 0 and every byte equals its successor. */
@@ -148,7 +142,7 @@ put_node (struct builder *b, unsigned k, struct vmdr_stream_entry *out)
 
   for (uint32_t i = 0; i < b->n[k]; i++) {
     sum += b->lv[k][i].len;
-    zeros = zeros && is_zero (&b->lv[k][i].d);
+    zeros = zeros && vmdr_digest_is_zero (&b->lv[k][i].d);
   }
   out->len = sum;
   out->d = zero;
@@ -324,7 +318,7 @@ collect_head (struct vmdr_stream_writer *w)
 
   w->head++;
   w->st.chunks++;
-  if (is_zero (&e.d))
+  if (vmdr_digest_is_zero (&e.d))
     w->st.chunks_zero++;
   else if (s->stored) {
     w->st.chunks_new++;
@@ -605,7 +599,7 @@ walk_node (struct walk *w, const struct vmdr_stream_entry *ent, unsigned level,
   uint32_t n;
   int r;
 
-  if (is_zero (&ent->d))
+  if (vmdr_digest_is_zero (&ent->d))
     return w->fn (w->opaque, off, ent, 1);
   if (w->node_fn && (r = w->node_fn (w->opaque, &ent->d)) != 0)
     return r > 0 ? 0 : r;
@@ -635,7 +629,7 @@ walk_tree (struct walk *w)
   _cleanup_free_ struct vmdr_stream_entry *e = NULL;
 
   if (!fanout_ok (t->fanout) || t->depth > VMDR_STREAM_MAX_DEPTH || (t->depth == 0) != (t->size == 0) ||
-      (t->depth == 0 && !is_zero (&t->root)))
+      (t->depth == 0 && !vmdr_digest_is_zero (&t->root)))
     return -EBADMSG;
   if (t->depth == 0)
     return 0;
@@ -777,7 +771,7 @@ write_zeros (struct restorer *r, uint64_t len)
 static int
 emit_slot (struct restorer *r, const struct rslot *s)
 {
-  bool zero_run = is_zero (&s->e.d);
+  bool zero_run = vmdr_digest_is_zero (&s->e.d);
   int e = s->err;
 
   if (e < 0) {
@@ -839,7 +833,7 @@ queue_leaf (void *opaque, uint64_t off, const struct vmdr_stream_entry *e, size_
     s->e = e[i];
     s->off = off;
     s->err = 0;
-    s->done = is_zero (&e[i].d);
+    s->done = vmdr_digest_is_zero (&e[i].d);
     off += e[i].len;
     if (!s->done)
       pthread_cond_signal (&r->work);

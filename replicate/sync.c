@@ -293,14 +293,6 @@ on_node (void *opaque, const struct vmdr_digest *d)
   return 0;
 }
 
-static bool
-is_zero (const struct vmdr_digest *d)
-{
-  static const struct vmdr_digest zero;
-
-  return memcmp (d, &zero, sizeof zero) == 0;
-}
-
 static int
 on_disk_leaf (void *opaque, uint64_t first, uint64_t count, const struct vmdr_digest *d)
 {
@@ -309,7 +301,7 @@ on_disk_leaf (void *opaque, uint64_t first, uint64_t count, const struct vmdr_di
 
   (void) first;
   for (uint64_t i = 0; d && i < count && e == 0; i++)
-    if (!is_zero (&d[i]))
+    if (!vmdr_digest_is_zero (&d[i]))
       e = push (w->c, &d[i], VMDR_BLOB_DATA);
   return e;
 }

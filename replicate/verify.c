@@ -18,7 +18,6 @@ struct vmdr_digest_set {
   size_t cap, n;
 };
 
-static const struct vmdr_digest zero;
 
 int
 vmdr_digest_set_new (struct vmdr_digest_set **out)
@@ -49,7 +48,7 @@ slot (struct vmdr_digest *v, size_t cap, const struct vmdr_digest *d)
 
   memcpy (&h, d->b, sizeof h);
   for (size_t i = (size_t) h & (cap - 1);; i = (i + 1) & (cap - 1))
-    if (memcmp (&v[i], &zero, sizeof zero) == 0 || memcmp (&v[i], d, sizeof *d) == 0)
+    if (vmdr_digest_is_zero (&v[i]) || memcmp (&v[i], d, sizeof *d) == 0)
       return &v[i];
 }
 
@@ -70,7 +69,7 @@ vmdr_digest_set_add (struct vmdr_digest_set *s, const struct vmdr_digest *d)
     if (v == NULL)
       return -ENOMEM;
     for (size_t i = 0; i < s->cap; i++)
-      if (memcmp (&s->v[i], &zero, sizeof zero) != 0)
+      if (!vmdr_digest_is_zero (&s->v[i]))
         *slot (v, cap, &s->v[i]) = s->v[i];
     free (s->v);
     s->v = v;

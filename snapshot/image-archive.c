@@ -330,14 +330,6 @@ struct disk_map {
   struct extents *x;
 };
 
-static bool
-is_zero_digest (const struct vmdr_digest *d)
-{
-  static const struct vmdr_digest zero;
-
-  return memcmp (d, &zero, sizeof zero) == 0;
-}
-
 static int
 disk_leaf (void *opaque, uint64_t first, uint64_t count, const struct vmdr_digest *d)
 {
@@ -349,7 +341,7 @@ disk_leaf (void *opaque, uint64_t first, uint64_t count, const struct vmdr_diges
     return 0;                   /* zero chunks: a hole */
   for (uint64_t i = 0; i < count; i++) {
     uint64_t off = (first + i) * chunk;
-    if (is_zero_digest (&d[i]))
+    if (vmdr_digest_is_zero (&d[i]))
       continue;
     if (off >= size)
       return -EBADMSG;
@@ -441,7 +433,7 @@ stream_leaf (void *opaque, uint64_t off, const struct vmdr_stream_entry *e, size
   int r;
 
   for (size_t i = 0; i < n; off += e[i].len, i++)
-    if (!is_zero_digest (&e[i].d) && (r = ext_add (m->x, off, e[i].len)) < 0)
+    if (!vmdr_digest_is_zero (&e[i].d) && (r = ext_add (m->x, off, e[i].len)) < 0)
       return r;
   return 0;
 }

@@ -6,27 +6,23 @@
 #include <stdarg.h>
 #include <libgen.h>
 #include <limits.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "blob.h"
 #include "cleanup.h"
+#include "disk-index.h"
 #include "image-archive.h"
 #include "nbd-reader.h"
 #include "qemu-img.h"
 #include "qemu-nbd.h"
 #include "restore.h"
 #include "verify.h"
-#include "blob.h"
-#include "disk-index.h"
-
-extern char **environ;
 
 bool
 vmdr_restore_format_valid (const char *format)
@@ -276,14 +272,13 @@ add_hole (struct holes *h, uint64_t off, uint64_t len)
 static int
 hole_leaf (void *opaque, uint64_t first, uint64_t count, const struct vmdr_digest *d)
 {
-  static const struct vmdr_digest zero;
   struct holes *h = opaque;
   int r = 0;
 
   if (d == NULL)
     return add_hole (h, first * h->chunk, count * h->chunk);
   for (uint64_t i = 0; i < count && r == 0; i++)
-    if (memcmp (&d[i], &zero, sizeof zero) == 0)
+    if (vmdr_digest_is_zero (&d[i]))
       r = add_hole (h, (first + i) * h->chunk, h->chunk);
   return r;
 }

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define VMDR_DIGEST_LEN 32
 #define VMDR_DIGEST_HEX_LEN (2 * VMDR_DIGEST_LEN)
@@ -23,6 +24,16 @@ enum vmdr_hash {
 struct vmdr_digest {
   uint8_t b[VMDR_DIGEST_LEN];
 };
+
+/* Is D the zero digest (32 zero bytes)?  It names an all-zero chunk or
+ * subtree, which is never stored, and an empty slot in digest tables. */
+static inline bool
+vmdr_digest_is_zero (const struct vmdr_digest *d)
+{
+  static const struct vmdr_digest zero;
+
+  return memcmp (d, &zero, sizeof zero) == 0;
+}
 
 /* "sha256" / "blake2b-256" <-> enum.  from_name: 0 or -EINVAL. */
 int vmdr_hash_from_name (const char *name, enum vmdr_hash *out);

@@ -60,14 +60,6 @@ struct vmdr_repo {
   int failed;
 };
 
-static const struct vmdr_digest zero_digest;
-
-static bool
-is_zero (const struct vmdr_digest *d)
-{
-  return memcmp (d, &zero_digest, sizeof *d) == 0;
-}
-
 static size_t
 slot_hash (const struct vmdr_digest *d)
 {
@@ -83,7 +75,7 @@ find_slot (struct slot *slots, size_t nslots, const struct vmdr_digest *d)
   size_t i = slot_hash (d) & (nslots - 1);
 
   for (;; i = (i + 1) & (nslots - 1))
-    if (is_zero (&slots[i].d) || memcmp (&slots[i].d, d, sizeof *d) == 0)
+    if (vmdr_digest_is_zero (&slots[i].d) || memcmp (&slots[i].d, d, sizeof *d) == 0)
       return &slots[i];
 }
 
@@ -96,7 +88,7 @@ grow_table (struct vmdr_repo *r)
   if (s == NULL)
     return -ENOMEM;
   for (size_t i = 0; i < r->nslots; i++)
-    if (!is_zero (&r->slots[i].d))
+    if (!vmdr_digest_is_zero (&r->slots[i].d))
       *find_slot (s, n, &r->slots[i].d) = r->slots[i];
   free (r->slots);
   r->slots = s;
@@ -112,7 +104,7 @@ lookup (struct vmdr_repo *r, const struct vmdr_digest *d)
   if (r->nslots == 0)
     return NULL;
   s = find_slot (r->slots, r->nslots, d);
-  return is_zero (&s->d) ? NULL : s;
+  return vmdr_digest_is_zero (&s->d) ? NULL : s;
 }
 
 /* Insert or overwrite; keeps the load factor under 3/4. */
@@ -125,7 +117,7 @@ insert (struct vmdr_repo *r, const struct slot *v)
   if (4 * (r->used + 1) > 3 * r->nslots && (ret = grow_table (r)) < 0)
     return ret;
   s = find_slot (r->slots, r->nslots, &v->d);
-  if (is_zero (&s->d))
+  if (vmdr_digest_is_zero (&s->d))
     r->used++;
   *s = *v;
   return 0;
@@ -160,7 +152,7 @@ index_entries (struct vmdr_repo *r, uint32_t pack,
                       .stored_len = e[i].stored_len, .raw_len = e[i].raw_len,
                       .grouped = e[i].grouped };
     int ret;
-    if (is_zero (&v.d) || (!replace && lookup (r, &v.d)))
+    if (vmdr_digest_is_zero (&v.d) || (!replace && lookup (r, &v.d)))
       continue;
     if ((ret = insert (r, &v)) < 0)
       return ret;
@@ -634,7 +626,7 @@ vmdr_repo_put_chunk (struct vmdr_repo *r, struct vmdr_zctx *z,
 
   if (stored_bytes)
     *stored_bytes = 0;
-  if (is_zero (d))
+  if (vmdr_digest_is_zero (d))
     return -EINVAL;
   if (vmdr_repo_has_chunk (r, d))
     return 0;
@@ -684,7 +676,7 @@ vmdr_repo_put_chunks (struct vmdr_repo *r, struct vmdr_zctx *z,
   for (size_t i = 0; i < n; i++) {
     if (stored)
       stored[i] = 0;
-    if (is_zero (&m[i].d))
+    if (vmdr_digest_is_zero (&m[i].d))
       return -EINVAL;
   }
   k = new_members (r, m, n, new);
@@ -753,7 +745,7 @@ vmdr_repo_put_blob (struct vmdr_repo *r, const struct vmdr_digest *d,
 
   if (stored_bytes)
     *stored_bytes = 0;
-  if (is_zero (d))
+  if (vmdr_digest_is_zero (d))
     return -EINVAL;
   if ((ret = vmdr_blob_parse_header (blob, blen, &h)) < 0)
     return ret;
