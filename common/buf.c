@@ -23,3 +23,11 @@ vmdr_buf_alloc (size_t len)
     (void) madvise (p, len, MADV_HUGEPAGE);     /* a hint: fine if refused */
   return p;
 }
+
+size_t
+vmdr_buf_round (size_t len)
+{
+  size_t unit = len >= (1u << 20) ? HUGE_PAGE : PAGE;
+
+  return len > SIZE_MAX - unit ? len : (len + unit - 1) / unit * unit;
+}

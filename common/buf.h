@@ -12,4 +12,9 @@
  * memory. */
 void *vmdr_buf_alloc (size_t len);
 
+/* LEN rounded up to whole huge pages from 1 MiB up (a part page would be
+ * faulted in 4 KiB at a time), else to whole pages; LEN when that would
+ * overflow. */
+size_t vmdr_buf_round (size_t len);
+
 #endif

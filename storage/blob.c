@@ -172,17 +172,23 @@ vmdr_blob_group_bound (size_t n, size_t raw_len)
 #define GROUP_WINDOW_LOG 23
 
 /* *BUF holds at least LEN bytes, in huge pages (common/buf.h): a group's
- * matches reach across its whole 8 MiB.  Its contents are not kept. */
+ * matches reach across its whole 8 MiB.  Its contents are not kept.  It
+ * grows by doubling: fresh memory costs a page fault per page, and a
+ * buffer grown to each new largest blob of a run was faulted in a dozen
+ * times over (half the faults of a replication). */
 static int
 reserve (uint8_t **buf, size_t *cap, size_t len)
 {
+  size_t want = *cap <= SIZE_MAX / 2 && 2 * *cap > len ? 2 * *cap : len;
+
   if (*cap >= len)
     return 0;
   free (*buf);
   *cap = 0;
-  if ((*buf = vmdr_buf_alloc (len)) == NULL)
+  want = vmdr_buf_round (want);
+  if ((*buf = vmdr_buf_alloc (want)) == NULL)
     return -ENOMEM;
-  *cap = len;
+  *cap = want;
   return 0;
 }
 

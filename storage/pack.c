@@ -81,6 +81,7 @@ grow_buf (struct vmdr_pack_writer *w, size_t need)
     return 0;
   while (c < need)
     c *= 2;
+  c = vmdr_buf_round (c);
   /* Aligned: a local backend writes it with O_DIRECT as it is, without a
    * copy through a bounce buffer. */
   if ((q = vmdr_buf_alloc (c)) == NULL)

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 
 #include "blob.h"
+#include "buf.h"
 #include "pack.h"
 #include "repo.h"
 
@@ -215,6 +216,31 @@ Test (blob, every_damage_is_caught)
   cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_SHA256, b, blen, NULL, out, sizeof out, &len), -EILSEQ);
   cr_assert_eq (vmdr_blob_decode (z, VMDR_HASH_BLAKE2B256, b, blen, NULL, out, 100, &len), -ENOBUFS);
   free (b);
+}
+
+/* A buffer asked for a little more each time (each new largest blob of a
+ * run) grows by doubling, not to each size: fresh memory is faulted in
+ * page by page, and the buffer once was a dozen times over. */
+Test (blob, buffers_grow_by_doubling)
+{
+  size_t len = 3u << 20;
+  uint8_t *first = vmdr_zctx_buffer (z, VMDR_ZBUF_READ, len), *p;
+  unsigned moves = 0;
+
+  cr_assert_not_null (first);
+  memset (first, 1, len);
+  for (p = first; len < (48u << 20); len += len / 8) {
+    uint8_t *q = vmdr_zctx_buffer (z, VMDR_ZBUF_READ, len);
+    cr_assert_not_null (q);
+    memset (q, 2, len);                 /* all of it is ours */
+    moves += q != p;
+    p = q;
+  }
+  cr_assert_leq (moves, 5, "moved %u times on the way to 48 MiB", moves);
+  cr_assert_eq (vmdr_buf_round (1), 4096);
+  cr_assert_eq (vmdr_buf_round (4096), 4096);
+  cr_assert_eq (vmdr_buf_round (3u << 20), 4u << 20);
+  cr_assert_eq (vmdr_buf_round (SIZE_MAX - 5), SIZE_MAX - 5);
 }
 
 Test (blob, hostile_headers)
