@@ -3,9 +3,7 @@
 #ifndef VMDR_RBD_INTERNAL_H
 #define VMDR_RBD_INTERNAL_H
 
-#include <rados/librados.h>
-#include <rbd/librbd.h>
-
+#include "ceph-lib.h"
 #include "rbd-replica.h"
 
 struct vmdr_rbd {

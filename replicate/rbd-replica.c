@@ -13,8 +13,6 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
-#include <rados/librados.h>
-#include <rbd/librbd.h>
 
 #include "clock.h"
 #include "cleanup.h"
@@ -212,6 +210,8 @@ connect_cluster (struct vmdr_rbd *rbd, const char *keyring, char *error, size_t 
   struct stat sb;
   int r;
 
+  if ((r = vmdr_ceph_load (error, errlen)) < 0)
+    return r;
   if (rbd->conf && stat (rbd->conf, &sb) < 0) {
     r = -errno;
     snprintf (error, errlen, "cannot read the Ceph configuration '%s': %s", rbd->conf, strerror (errno));

@@ -50,6 +50,18 @@ sent_full=$(js "$T/j" 'd["bytes_sent"]')
 vmdr-replicate -q -r "$S" --to "$D" --json > "$T/j"
 tap_is "a rerun copies and sends nothing" "$(js "$T/j" 'd["snapshots_copied"], d["snapshots_present"], d["bytes_sent"]')" "(0, 3, 0)"
 
+# librados and librbd load at the first RBD connection, not at every start
+LD_DEBUG=libs vmdr-replicate -q -r "$S" --to "$D" > /dev/null 2> "$T/ld"
+tap_is "a local copy loads no Ceph library" "$(grep -c -E 'librados|librbd' "$T/ld")" 0
+mkdir -p "$T/nolib"
+: > "$T/nolib/librados.so.2"
+: > "$T/ceph.conf"
+LD_LIBRARY_PATH=$T/nolib vmdr-replicate -r "$S" --to "rbd://vmdr?conf=$T/ceph.conf" \
+  > /dev/null 2> "$T/err"; st=$?
+tap_is "Ceph libraries that cannot load: exit 1, one line that says so" \
+  "$st $(wc -l < "$T/err") $(grep -c 'cannot load the Ceph libraries' "$T/err")" "1 1 1"
+diag "$(cat "$T/err")"
+
 dd if=/dev/urandom of="$T/a2" bs=64K count=3 seek=300 conv=notrunc status=none
 w3=$(repo-image put "$S" web vda="$T/a2") || tap_bail put
 vmdr-replicate -q -r "$S" --to "$D" --json > "$T/j"
