@@ -56,7 +56,6 @@ vmdr_ceph_load (char *error, size_t errlen)
   pthread_once (&once, load);
   if (load_error[0] == '\0')
     return 0;
-  if (errlen)
-    snprintf (error, errlen, "%s", load_error);
+  snprintf (error, errlen, "%s", load_error);
   return -ELIBACC;
 }

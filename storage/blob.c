@@ -179,13 +179,13 @@ vmdr_blob_group_bound (size_t n, size_t raw_len)
 static int
 reserve (uint8_t **buf, size_t *cap, size_t len)
 {
-  size_t want = *cap <= SIZE_MAX / 2 && 2 * *cap > len ? 2 * *cap : len;
+  size_t want;
 
   if (*cap >= len)
     return 0;
+  want = vmdr_buf_round (*cap <= SIZE_MAX / 2 && 2 * *cap > len ? 2 * *cap : len);
   free (*buf);
   *cap = 0;
-  want = vmdr_buf_round (want);
   if ((*buf = vmdr_buf_alloc (want)) == NULL)
     return -ENOMEM;
   *cap = want;
