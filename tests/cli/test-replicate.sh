@@ -145,9 +145,11 @@ head -c $((96 << 20)) /dev/urandom > "$T/big"
 repo-image put "$S" big vda="$T/big" > /dev/null
 K=$T/dst-kill
 vmdr-init -q -r "$K"
-# --bwlimit keeps the run going for seconds: the kill lands half way
+# --bwlimit keeps the run going for seconds: the kill lands half way.  A
+# pack counts once its index is written (a pack file alone may still be
+# being written, and a rerun sends it again): wait for three indexes.
 vmdr-replicate -q -r "$S" --to "$K" big -j 1 --bwlimit 32M & pid=$!
-wait_until 30 sh -c "[ \$(find '$K/data' -type f | wc -l) -ge 3 ]"
+wait_until 30 sh -c "[ \$(find '$K/index' -type f | wc -l) -ge 3 ]"
 kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 tap_is "killed half way: the snapshot is not visible" "$(ids "$K")" ""
 vmdr-replicate -q -r "$S" --to "$K" big --json > "$T/j"; st=$?
